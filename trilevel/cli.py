@@ -1,0 +1,121 @@
+"""`trilevel` console script: train, export, viz.
+
+Every TrainConfig field is a flag of `trilevel train` (underscores become dashes), so the
+CLI and the config cannot drift apart. Bad input ends with one `error:` line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from dataclasses import MISSING, fields
+
+from .checkpoint import CheckpointError
+from .config import PRESETS, TrainConfig
+
+HELP = {
+    "model": "timm ViT name (e.g. deit_tiny_patch16_224) or preset fmnist-tiny",
+    "dataset": "fashion-mnist, synthetic, or the root of an ImageFolder tree",
+    "preset": f"set all three keep ratios as the paper does: {', '.join(PRESETS)}",
+    "token_keep": "token keep ratio R_T of each TA-Selector",
+    "attn_keep": "attention keep ratio R_A (connections kept per token)",
+    "example_keep": "fraction of the training set trained on (example level)",
+    "locations": "block indices holding a TA-Selector (default 3 6 9 for 12 blocks)",
+    "compile": "torch.compile the model",
+    "output": "run folder: logs, checkpoints, metrics.json, curves.png",
+}
+
+
+def _flag_type(f) -> tuple[type, dict]:
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    base = typing.get_origin(args[0]) or args[0]
+    if base is bool:
+        return bool, {"action": argparse.BooleanOptionalAction}
+    if base is tuple:
+        return int, {"nargs": "+", "type": int}
+    return base, {"type": base}
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    for f in fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        _, kwargs = _flag_type(f)
+        default = f.default if f.default is not MISSING else None
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=default,
+            help=f"{HELP.get(f.name, '')} (default: {default})".strip(),
+            **kwargs,
+        )
+    parser.add_argument(
+        "--stop-after", type=int, default=None, help="stop after this many epochs (resumable)"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import run
+
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "extra"}
+    cfg = TrainConfig(**values)
+    if cfg.locations is not None:
+        cfg.locations = tuple(cfg.locations)
+    metrics = run(cfg, stop_after=args.stop_after)
+    if metrics:
+        print(summary(metrics))
+    return 0
+
+
+def summary(m: dict) -> str:
+    top1 = f"{m['top1']:.2f}%" if m["top1"] is not None else "n/a"
+    return "\n".join(
+        [
+            f"model {m['model']} on {m['dataset']}, {m['epochs']} epochs, device {m['device']}",
+            f"  test top-1            {top1}",
+            f"  wall time             {m['wall_time_s']:.1f} s  ({m['img_per_s']:.0f} img/s training)",
+            f"  keep ratios           token {m['token_keep']}, attention {m['attn_keep']}, examples {m['example_keep']}",
+            f"  tokens per stage      {' -> '.join(map(str, m['tokens_per_stage']))}",
+            f"  MACs per image        {m['macs_per_image'] / 1e6:.2f} M (dense {m['dense_macs_per_image'] / 1e6:.2f} M, "
+            f"saving {100 * m['macs_saving']:.1f}%)",
+            f"  training MACs saving  {100 * m['train_macs_saving']:.1f}% against dense on the full data",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trilevel", description="Tri-Level E-ViT training and export")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_args(sub.add_parser("train", help="train a timm ViT with the three levels"))
+    sub.add_parser("export", help="write the 16-bit fixed-point model package", add_help=False)
+    sub.add_parser("viz", help="pictures of forgotten examples and pruned patches", add_help=False)
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("export", "viz"):
+        return _delegate(argv[0], argv[1:])
+    args = parser.parse_args(argv)
+    try:
+        return cmd_train(args)
+    except KeyboardInterrupt:
+        print("interrupted; the run resumes from its last checkpoint", file=sys.stderr)
+        return 130
+    except (ValueError, CheckpointError, FileNotFoundError) as e:
+        # Caused by the user's input: one line. Anything else is a bug and keeps its traceback.
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _delegate(command: str, argv: list[str]) -> int:
+    if command == "export":
+        from model_export.cli import main as export_main
+
+        return export_main(argv)
+    from .viz import main as viz_main
+
+    return viz_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Datasets: Fashion-MNIST (the Debian package's idx files), synthetic, ImageFolder.
+
+Small datasets are held in memory as uint8 tensors (see :mod:`trilevel.device_loader`);
+ImageFolder trees go through a torch DataLoader with timm's transforms. Every training
+sample comes with its dataset index, which the example-level selector needs.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# The Debian package dataset-fashion-mnist installs the four idx files here.
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class DatasetError(ValueError):
+    pass
+
+
+@dataclass
+class InMemoryDataset:
+    """images: uint8 (N, C, H, W); labels: int64 (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Parse an idx file (the MNIST format: magic, dims, big-endian sizes, raw uint8)."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DatasetError(f"cannot read {path}: {e}") from e
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise DatasetError(f"{path} is not an idx file of uint8 data")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DatasetError(f"{path} is truncated: {data.size} bytes for shape {tuple(dims)}")
+    return data.reshape(dims)
+
+
+def _find(root: Path, stem: str) -> Path:
+    for name in (f"{stem}.gz", stem):
+        if (root / name).is_file():
+            return root / name
+    raise DatasetError(f"Fashion-MNIST file {stem}(.gz) not found in {root}")
+
+
+def load_fashion_mnist(data_dir: str | None = None) -> tuple[InMemoryDataset, InMemoryDataset]:
+    """(train 60k, test 10k) as uint8 (N, 1, 28, 28) tensors."""
+    root = Path(data_dir or os.environ.get("FASHION_MNIST_DIR", FASHION_MNIST_DIR))
+    if not root.is_dir():
+        raise DatasetError(
+            f"Fashion-MNIST folder {root} does not exist (install the Debian package "
+            "dataset-fashion-mnist or pass --data-dir)"
+        )
+    splits = []
+    for prefix in ("train", "t10k"):
+        images = _read_idx(_find(root, f"{prefix}-images-idx3-ubyte"))
+        labels = _read_idx(_find(root, f"{prefix}-labels-idx1-ubyte"))
+        if len(images) != len(labels):
+            raise DatasetError(f"{prefix}: {len(images)} images but {len(labels)} labels")
+        splits.append(
+            InMemoryDataset(
+                torch.from_numpy(images.copy()).unsqueeze(1),
+                torch.from_numpy(labels.astype(np.int64)),
+                10,
+                FASHION_MNIST_MEAN,
+                FASHION_MNIST_STD,
+            )
+        )
+    return splits[0], splits[1]
+
+
+def make_synthetic(n: int, size: int = 28, num_classes: int = 10, seed: int = 0) -> InMemoryDataset:
+    """A learnable toy set: class c is c + 1 horizontal stripes, with a random phase, on noise.
+
+    Stripe counts survive the training augmentation (flip, shift, mild zoom), so the labels
+    stay right after it.
+    """
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, num_classes, (n,), generator=g)
+    rows = torch.arange(size, dtype=torch.float32) / size  # (H,)
+    phase = torch.rand(n, 1, generator=g)
+    wave = torch.sin(2 * torch.pi * ((labels[:, None] + 1) * rows[None] + phase))  # (n, H)
+    noise = torch.randn(n, size, size, generator=g) * 0.2
+    images = (0.5 + 0.4 * wave[:, :, None] + noise).clamp(0, 1).mul(255).to(torch.uint8)
+    return InMemoryDataset(images.unsqueeze(1), labels, num_classes, (0.5,), (0.25,))
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """Wraps a dataset so each item is (image, label, index)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, y = self.dataset[i]
+        return x, y, i
+
+
+def load_image_folder(root: str, img_size: int, in_chans: int, cfg) -> tuple:
+    """(train, val or None, num_classes) for an ImageNet-style tree: root/train/<class>/*, root/val/<class>/*.
+
+    Without a train/ subfolder the root itself is the training set. Training images get
+    the DeiT augmentation through timm's create_transform.
+    """
+    from timm.data import create_transform
+    from torchvision.datasets import ImageFolder
+
+    path = Path(root)
+    if not path.is_dir():
+        raise DatasetError(f"dataset path {root} does not exist")
+    train_dir = path / "train" if (path / "train").is_dir() else path
+    val_dir = path / "val" if (path / "val").is_dir() else None
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((0.5,) * in_chans, (0.5,) * in_chans)
+    train_tf = create_transform(
+        img_size,
+        is_training=True,
+        auto_augment=cfg.rand_augment or None,
+        re_prob=cfg.reprob,
+        mean=mean,
+        std=std,
+    )
+    eval_tf = create_transform(img_size, is_training=False, mean=mean, std=std)
+    loader = functools.partial(_open_image, in_chans=in_chans)
+    try:
+        train = ImageFolder(str(train_dir), transform=train_tf, loader=loader)
+        val = ImageFolder(str(val_dir), transform=eval_tf, loader=loader) if val_dir else None
+    except (FileNotFoundError, RuntimeError) as e:
+        raise DatasetError(f"{root} is not an ImageFolder tree: {e}") from e
+    return train, val, len(train.classes), mean, std
+
+
+def _open_image(path: str, in_chans: int):
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        img = Image.open(f)
+        return img.convert("RGB" if in_chans == 3 else "L")

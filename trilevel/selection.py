@@ -1,0 +1,123 @@
+"""The TA-Selector's pure core: tensors in, indices out.
+
+Nothing here knows about timm or modules; the patch, the example selector, the exporter
+and the tests call these functions, so the indices the model uses are the ones exported.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def keep_count(n: int, ratio: float) -> int:
+    """Number of tokens (or keys) kept out of ``n`` at keep ratio ``ratio``: ceil(ratio * n).
+
+    The ratio is rounded to 6 decimals first so that 0.7 * 140 does not become 98.00000001
+    and keep one token more than intended.
+    """
+    return max(1, min(n, math.ceil(round(ratio * n, 6))))
+
+
+def head_avg_cls_attention(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """Head-averaged attention row of the first token ([CLS]).
+
+    q, k: (B, H, N, D). Returns (B, N): softmax(q_cls . k^T * scale) averaged over heads.
+    Costs one (1 x N) row per head, so blocks that need it keep the fused attention kernel.
+    """
+    s = (q[:, :, :1].float() * scale) @ k.float().transpose(-2, -1)  # (B, H, 1, N)
+    return s.softmax(dim=-1).mean(dim=1).squeeze(1)
+
+
+def head_avg_attention(attn: torch.Tensor) -> torch.Tensor:
+    """(B, H, N, N) attention probabilities -> (B, N, N) averaged over heads."""
+    return attn.float().mean(dim=1)
+
+
+def token_scores(
+    cls_row: torch.Tensor | None, avg_attn: torch.Tensor | None, num_prefix: int, has_cls: bool
+) -> torch.Tensor:
+    """Importance of each patch token, (B, N - num_prefix).
+
+    With a [CLS] token: the attention [CLS] pays to each patch. Without one: the column
+    sums of the head-averaged attention map (the attention each token receives).
+    """
+    if has_cls:
+        return cls_row[:, num_prefix:]
+    return avg_attn.sum(dim=1)[:, num_prefix:]
+
+
+def select_tokens(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """Indices of the ``n_keep`` highest scores per row, in ascending (spatial) order.
+
+    scores: (B, Np). Returns int64 (B, n_keep). Sorting keeps the kept tokens in their
+    original order, which makes the exported index lists deterministic.
+    """
+    idx = scores.topk(n_keep, dim=1, sorted=False).indices
+    return idx.sort(dim=1).values
+
+
+def gather_tokens(x: torch.Tensor, idx: torch.Tensor, num_prefix: int) -> torch.Tensor:
+    """Keep the prefix tokens and the patch tokens at ``idx``: a real gather.
+
+    x: (B, N, C), idx: (B, n_keep) into the patch tokens. Returns (B, num_prefix + n_keep, C).
+    """
+    patches = x[:, num_prefix:].gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    return torch.cat([x[:, :num_prefix], patches], dim=1)
+
+
+def restrict_attention(avg_attn: torch.Tensor, idx: torch.Tensor, num_prefix: int) -> torch.Tensor:
+    """Head-averaged attention among the kept tokens only.
+
+    avg_attn: (B, N, N) before selection, idx: (B, n_keep) kept patch indices.
+    Returns (B, M, M), M = num_prefix + n_keep, in the order of the gathered sequence.
+    """
+    B = idx.shape[0]
+    prefix = torch.arange(num_prefix, device=idx.device).expand(B, -1)
+    seq = torch.cat([prefix, idx + num_prefix], dim=1)  # (B, M) positions in the old sequence
+    rows = avg_attn.gather(1, seq.unsqueeze(-1).expand(-1, -1, avg_attn.shape[-1]))  # (B, M, N)
+    return rows.gather(2, seq.unsqueeze(1).expand(-1, seq.shape[1], -1))  # (B, M, M)
+
+
+def select_connections(avg_attn: torch.Tensor, num_prefix: int, n_conn: int) -> torch.Tensor:
+    """Per patch row, the ``n_conn`` patch keys with the largest head-averaged attention.
+
+    avg_attn: (B, M, M) over the kept sequence. Returns int64 (B, M - num_prefix, n_conn),
+    indices into the patch part of the sequence, ascending. Prefix rows and prefix columns
+    stay dense and are not listed.
+    """
+    patch_block = avg_attn[:, num_prefix:, num_prefix:]  # (B, Np, Np)
+    idx = patch_block.topk(n_conn, dim=-1, sorted=False).indices
+    return idx.sort(dim=-1).values
+
+
+def connection_mask(conn: torch.Tensor, num_prefix: int) -> torch.Tensor:
+    """Boolean attention mask (B, 1, M, M) from connection indices (True = attend).
+
+    Prefix rows attend to every key and every row attends to the prefix keys, as in the
+    paper's code; patch rows attend to their listed patch keys. The head dimension is 1:
+    the mask is shared by all heads.
+    """
+    B, n_rows, _ = conn.shape
+    M = num_prefix + n_rows
+    mask = torch.zeros(B, M, M, dtype=torch.bool, device=conn.device)
+    mask[:, :num_prefix] = True
+    mask[:, :, :num_prefix] = True
+    patch_rows = mask[:, num_prefix:, num_prefix:]
+    patch_rows.scatter_(-1, conn, True)
+    return mask.unsqueeze(1)
+
+
+def attention_variance(patch_scores: torch.Tensor) -> torch.Tensor:
+    """Per-sample variance of the attention paid to the patch tokens, made scale-free.
+
+    patch_scores: (B, Np), the [CLS] attention row over the patches (or, without [CLS],
+    the cumulative attention each patch receives). The scores are renormalised to sum to
+    Np before the variance, so the statistic does not shrink like 1/Np^2 as tokens are
+    pruned during warm-up (a flaw of the paper's code) and epochs stay comparable.
+    Returns float32 (B,).
+    """
+    a = patch_scores.float()
+    a = a / a.sum(dim=1, keepdim=True).clamp_min(1e-12) * a.shape[1]
+    return a.var(dim=1, unbiased=False)

@@ -1,0 +1,474 @@
+"""Tri-Level training loop: the DeiT recipe through timm, the three levels, DDP via torchrun.
+
+    trilevel train --model deit_tiny_patch16_224 --dataset fashion-mnist --img-size 224 \
+        --preset trilevel-0.7 --epochs 30 --compile
+    torchrun --nproc_per_node=2 -m trilevel.train ...   (same flags)
+
+Writes into --output: log.csv / log.json (one row per epoch), curves.png, last.pt (every
+epoch; the run resumes from it) and metrics.json at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from timm.data import Mixup
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from tqdm import tqdm
+
+from . import distributed as dist_utils
+from . import models
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import IndexedDataset, InMemoryDataset, load_fashion_mnist, load_image_folder, make_synthetic
+from .device_loader import DeviceLoader
+from .macs import macs_per_image, tokens_per_stage
+from .patch import patch
+from .report import write_curves, write_log
+from .schedule import KeepRatioSchedule, paper_warmup
+from .selection import keep_count
+
+
+def build_data(cfg: TrainConfig):
+    """(train, test, num_classes, in_chans, mean, std); train/test are InMemoryDataset or torch datasets."""
+    if cfg.dataset == "fashion-mnist":
+        train, test = load_fashion_mnist(cfg.data_dir)
+    elif cfg.dataset == "synthetic":
+        train = make_synthetic(cfg.synthetic_size, seed=cfg.seed)
+        test = make_synthetic(max(cfg.synthetic_size // 4, 64), seed=cfg.seed + 1)
+    else:
+        return None  # an ImageFolder path: built once the model's input size is known
+    return train, test, train.num_classes, train.images.shape[1], train.mean, train.std
+
+
+def build_model(cfg: TrainConfig, num_classes: int, in_chans: int):
+    in_chans = cfg.in_chans or (in_chans if cfg.model in models.PRESETS else 3)
+    timm_name, kwargs = models.resolve(
+        cfg.model,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        img_size=cfg.img_size,
+        drop_path_rate=cfg.drop_path,
+    )
+    model = models.create(timm_name, kwargs)
+    depth = len(model.blocks)
+    cfg.locations = tuple(cfg.locations) if cfg.locations is not None else models.default_locations(depth)
+    stat_layer = None
+    if cfg.example_keep < 1.0 or cfg.example_method == "forgetting":
+        stat_layer = cfg.example_stat_layer if cfg.example_stat_layer is not None else depth - 1
+    patch(model, token_keep=1.0, attn_keep=1.0, locations=cfg.locations, stat_layer=stat_layer)
+    return model, {"timm_name": timm_name, "kwargs": kwargs}
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, info: dist_utils.DistInfo):
+        self.cfg, self.info, self.device = cfg, info, info.device
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+
+        data = build_data(cfg)
+        if data is None:  # ImageFolder: the model decides the input size
+            probe, _ = build_model(cfg, 1000, 3)
+            img = probe.patch_embed.img_size[0]
+            in_chans = probe.patch_embed.proj.in_channels
+            train, test, n_cls, mean, std = load_image_folder(cfg.dataset, img, in_chans, cfg)
+        else:
+            train, test, n_cls, in_chans, mean, std = data
+        self.model, self.model_spec = build_model(cfg, cfg.num_classes or n_cls, in_chans)
+        self.model.to(self.device)
+        self.state = self.model.trilevel
+        self.img_size = self.model.patch_embed.img_size[0]
+        self.in_chans = self.model.patch_embed.proj.in_channels
+        self.data_info = {"mean": list(mean), "std": list(std), "num_classes": cfg.num_classes or n_cls}
+        self.num_train = len(train)
+        self._setup_loaders(train, test)
+
+        global_batch = cfg.batch_size * info.world_size
+        subset = keep_count(self.num_train, cfg.example_keep)
+        if subset < global_batch:
+            raise ValueError(
+                f"the training subset ({subset} examples) is smaller than one batch ({global_batch})"
+            )
+        # The scheduler counts steps of a full-size subset; the "forgetting" ablation trains on
+        # the whole set until its update, which then only shifts the cosine slightly.
+        subset = (
+            keep_count(self.num_train, cfg.example_keep)
+            if cfg.example_method != "forgetting"
+            else self.num_train
+        )
+        self.steps_per_epoch = self._steps(subset // info.world_size)
+        lr = cfg.lr if cfg.lr is not None else 5e-4 * global_batch / 512
+        fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel, not one per tensor
+        self.optimizer = create_optimizer_v2(
+            self.model, "adamw", lr=lr, weight_decay=cfg.weight_decay, **fused
+        )
+        self.scheduler, _ = create_scheduler_v2(
+            self.optimizer,
+            "cosine",
+            num_epochs=cfg.epochs,
+            warmup_epochs=cfg.warmup_epochs,
+            min_lr=cfg.min_lr,
+            warmup_lr=1e-6,
+            step_on_epochs=False,
+            updates_per_epoch=self.steps_per_epoch,
+        )
+        mix = cfg.mixup > 0 or cfg.cutmix > 0
+        self.mixup = (
+            Mixup(
+                mixup_alpha=cfg.mixup,
+                cutmix_alpha=cfg.cutmix,
+                label_smoothing=cfg.smoothing,
+                num_classes=self.data_info["num_classes"],
+            )
+            if mix
+            else None
+        )
+        self.criterion = SoftTargetCrossEntropy() if mix else LabelSmoothingCrossEntropy(cfg.smoothing)
+
+        start, end = paper_warmup(cfg.epochs)
+        start = cfg.warmup_start if cfg.warmup_start is not None else start
+        end = cfg.warmup_end if cfg.warmup_end is not None else end
+        levels = cfg.ratio_levels if cfg.ratio_levels is not None else (3 if cfg.compile else 0)
+        self.token_schedule = KeepRatioSchedule(cfg.token_keep, start, end, levels)
+        self.attn_schedule = KeepRatioSchedule(cfg.attn_keep, start, end, levels)
+
+        self.selector = None
+        if self.state.stat_layer is not None:
+            from .example_selector import ExampleSelector
+
+            updates = ExampleSelector.schedule(
+                cfg.epochs,
+                cfg.example_keep,
+                cfg.example_updates,
+                cfg.example_first_update,
+                cfg.example_update_every,
+            )
+            self.selector = ExampleSelector(
+                self.num_train,
+                cfg.example_keep,
+                updates,
+                method=cfg.example_method,
+                seed=cfg.seed,
+                device=self.device,
+            )
+
+        self.net = self.model
+        if info.world_size > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        if cfg.compile:
+            # One graph per distinct token count; the staircase warm-up keeps that to a few.
+            torch._dynamo.config.cache_size_limit = 64
+            mode = cfg.compile_mode if self.device.type == "cuda" else None
+            # dynamic=False: token counts are constants of each graph. Left to automatic
+            # dynamic shapes, a changed keep ratio turns them symbolic and compiles crawl.
+            self.net = torch.compile(self.net, mode=mode, dynamic=False)
+        self.autocast = dict(
+            device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.amp and self.device.type == "cuda"
+        )
+        self.epoch, self.step, self.history, self.wall_offset = 0, 0, [], 0.0
+        self._macs_cache: dict[tuple[float, float], int] = {}
+
+    # ----------------------------------------------------------------- data
+    def _setup_loaders(self, train, test) -> None:
+        cfg = self.cfg
+        self.in_memory = isinstance(train, InMemoryDataset)
+        if self.in_memory:
+            dev = self.device if cfg.data_on_device else torch.device("cpu")
+            self.train_loader = DeviceLoader(
+                train, cfg.batch_size, self.img_size, self.in_chans, dev, train=True
+            )
+            self.test_loader = DeviceLoader(test, 512, self.img_size, self.in_chans, dev, train=False)
+            self.test_size = len(test)
+        else:
+            self.train_set = IndexedDataset(train)
+            self.test_set = test
+            self.test_size = len(test) if test is not None else 0
+
+    def _epoch_indices(self, epoch: int) -> torch.Tensor:
+        if self.selector is not None:
+            order = self.selector.epoch_indices(epoch)
+        else:  # same seeded order on every rank
+            order = torch.randperm(
+                self.num_train, generator=torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
+            )
+        return dist_utils.shard(order, self.info)
+
+    def _steps(self, n_indices: int) -> int:
+        steps = n_indices // self.cfg.batch_size
+        return min(steps, self.cfg.max_steps_per_epoch or steps)
+
+    def _train_batches(self, indices: torch.Tensor):
+        if self.in_memory:
+            yield from self.train_loader.batches(indices, drop_last=True)
+            return
+        loader = torch.utils.data.DataLoader(
+            self.train_set,
+            batch_size=self.cfg.batch_size,
+            sampler=indices.tolist(),
+            drop_last=True,
+            num_workers=self.cfg.workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        for x, y, idx in loader:
+            yield (t.to(self.device, non_blocking=True) for t in (x, y, idx))
+
+    def _test_batches(self):
+        if self.in_memory:
+            yield from ((x, y) for x, y, _ in self.test_loader.batches(torch.arange(self.test_size), False))
+            return
+        loader = torch.utils.data.DataLoader(self.test_set, batch_size=256, num_workers=self.cfg.workers)
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    # ----------------------------------------------------------------- loop
+    def set_ratios(self, epoch_f: float) -> None:
+        self.state.token_keep = self.token_schedule(epoch_f)
+        self.state.attn_keep = self.attn_schedule(epoch_f)
+
+    def macs(self) -> int:
+        key = (self.state.token_keep, self.state.attn_keep)
+        if key not in self._macs_cache:
+            self._macs_cache[key] = macs_per_image(self.model)
+        return self._macs_cache[key]
+
+    def train_epoch(self, epoch: int) -> dict:
+        self.net.train()
+        indices = self._epoch_indices(epoch)
+        steps = self._steps(len(indices))
+        loss_sum = torch.zeros((), device=self.device)
+        macs_sum = 0
+        bar = tqdm(
+            total=steps,
+            desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+            disable=not self.info.is_main,
+            leave=False,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        )
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for i, (x, y, idx) in enumerate(self._train_batches(indices)):
+            if i == steps:
+                break
+            self.set_ratios(epoch + i / steps)
+            macs_sum += self.macs()
+            if self.cfg.compile:  # tells CUDA-graph trees that a new iteration begins
+                torch.compiler.cudagraph_mark_step_begin()
+            target = y
+            if self.mixup is not None:
+                x, target = self.mixup(x, y)
+            with torch.autocast(**self.autocast):
+                logits = self.net(x)
+                loss = self.criterion(logits, target)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            self.scheduler.step_update(self.step)
+            loss_sum += loss.detach()
+            if self.selector is not None:
+                # Correct means the dominant label of the (mixed) image the model was shown.
+                dominant = target.argmax(-1) if target.ndim == 2 else target
+                self.selector.record(idx, logits.detach().argmax(-1) == dominant, self.state.last_attn_var)
+            bar.update()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        train_time = time.perf_counter() - t0
+        bar.close()
+        images = steps * self.cfg.batch_size * self.info.world_size
+        loss = dist_utils.all_reduce_sum(loss_sum) / (steps * self.info.world_size)
+        return {
+            "train_loss": float(loss),
+            "train_time_s": train_time,
+            "img_per_s": images / train_time,
+            "images": images,
+            "macs_per_image": macs_sum / max(steps, 1),
+            "token_keep": self.state.token_keep,
+            "attn_keep": self.state.attn_keep,
+        }
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Top-1 on the test split at the final keep ratios (as the paper evaluates)."""
+        if self.test_size == 0:
+            return None
+        self.net.eval()
+        saved = self.state.token_keep, self.state.attn_keep
+        self.state.token_keep, self.state.attn_keep = self.cfg.token_keep, self.cfg.attn_keep
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        for x, y in self._test_batches():
+            with torch.autocast(**self.autocast):
+                correct += (self.model(x).argmax(-1) == y).sum()
+        self.state.token_keep, self.state.attn_keep = saved
+        return 100.0 * float(correct) / self.test_size
+
+    # ----------------------------------------------------------------- state
+    def checkpoint_state(self) -> dict:
+        return {
+            "config": self.cfg.to_dict(),
+            "model_spec": self.model_spec,
+            "data": self.data_info,
+            "trilevel": {
+                "token_keep": self.cfg.token_keep,
+                "attn_keep": self.cfg.attn_keep,
+                "locations": list(self.state.locations),
+                "stat_layer": self.state.stat_layer,
+            },
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "wall_time_s": self.wall_offset,
+            "history": self.history,
+            "example_selector": self.selector.state_dict() if self.selector is not None else None,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def resume(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        ours, theirs = self.cfg.to_dict(), ckpt["config"]
+        changed = [k for k in ours if k not in _RESUMABLE_CHANGES and ours[k] != theirs.get(k)]
+        if ckpt["model_spec"] != self.model_spec or changed:
+            raise ValueError(
+                f"{path} was written by a run with other settings ({', '.join(changed) or 'model'}); "
+                "use another --output or --no-resume"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
+        self.wall_offset, self.history = ckpt["wall_time_s"], ckpt["history"]
+        if self.selector is not None:
+            self.selector.load_state_dict(ckpt["example_selector"])
+        rng = ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+
+    # ----------------------------------------------------------------- run
+    def fit(self, stop_after: int | None = None) -> dict:
+        out = Path(self.cfg.output)
+        last = out / "last.pt"
+        if self.cfg.resume and last.exists():
+            self.resume(last)
+            if self.info.is_main:
+                print(f"resumed from {last} at epoch {self.epoch}", file=sys.stderr)
+        t_start = time.perf_counter() - self.wall_offset
+        while self.epoch < self.cfg.epochs:
+            epoch = self.epoch
+            row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
+            if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
+                row["top1"] = self.evaluate()
+            if self.selector is not None:
+                update = self.selector.end_epoch(epoch)
+                # Every rank's hashes, so the log shows that all ranks hold the same subset.
+                row["subset_hash"] = dist_utils.gather_strings(self.selector.subset_hash())
+                row["stats_hash"] = dist_utils.gather_strings(self.selector.stats_hash())
+                if update:
+                    row["example_update"] = update
+            self.epoch = epoch + 1
+            self.wall_offset = time.perf_counter() - t_start
+            row["wall_time_s"] = self.wall_offset
+            self.history.append(row)
+            if self.info.is_main:
+                save_checkpoint(last, self.checkpoint_state())
+                write_log(out, self.history)
+                print(_format_row(row), file=sys.stderr)
+            dist_utils.barrier()
+            if stop_after is not None and self.epoch >= stop_after and self.epoch < self.cfg.epochs:
+                return {}
+        metrics = self.final_metrics()
+        if self.info.is_main:
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            write_curves(out, self.history)
+        return metrics
+
+    def final_metrics(self) -> dict:
+        self.state.token_keep, self.state.attn_keep = self.cfg.token_keep, self.cfg.attn_keep
+        inference_macs = macs_per_image(self.model)
+        self.state.token_keep = self.state.attn_keep = 1.0
+        dense_macs = macs_per_image(self.model)
+        self.state.token_keep, self.state.attn_keep = self.cfg.token_keep, self.cfg.attn_keep
+        train_images = sum(r["images"] for r in self.history)
+        train_time = sum(r["train_time_s"] for r in self.history)
+        train_macs = sum(r["macs_per_image"] * r["images"] for r in self.history)
+        dense_train_macs = dense_macs * self.num_train * self.cfg.epochs  # full data, every epoch
+        tops = [r["top1"] for r in self.history if r.get("top1") is not None]
+        return {
+            "model": self.model_spec["timm_name"],
+            "dataset": self.cfg.dataset,
+            "epochs": self.cfg.epochs,
+            "world_size": self.info.world_size,
+            "batch_size": self.cfg.batch_size,
+            "compiled": self.cfg.compile,
+            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+            "top1": tops[-1] if tops else None,
+            "best_top1": max(tops) if tops else None,
+            "wall_time_s": self.wall_offset,
+            "train_time_s": train_time,
+            "img_per_s": train_images / train_time,
+            "token_keep": self.cfg.token_keep,
+            "attn_keep": self.cfg.attn_keep,
+            "example_keep": self.cfg.example_keep,
+            "locations": list(self.state.locations),
+            "tokens_per_stage": tokens_per_stage(self.model),
+            "macs_per_image": inference_macs,
+            "dense_macs_per_image": dense_macs,
+            "macs_saving": 1.0 - inference_macs / dense_macs,
+            "train_macs_total": train_macs,
+            "train_macs_saving": 1.0 - train_macs / dense_train_macs,
+        }
+
+
+# Settings that may differ between a run and its resumption.
+_RESUMABLE_CHANGES = {"resume", "output", "workers", "data_dir", "compile", "compile_mode", "eval_every"}
+
+
+def _format_row(row: dict) -> str:
+    top1 = f"{row['top1']:.2f}" if row.get("top1") is not None else "-"
+    return (
+        f"epoch {row['epoch']}: loss {row['train_loss']:.4f} top1 {top1} "
+        f"{row['img_per_s']:.0f} img/s R_T {row['token_keep']:.3f} R_A {row['attn_keep']:.3f} "
+        f"wall {row['wall_time_s']:.1f}s"
+    )
+
+
+def run(cfg: TrainConfig, stop_after: int | None = None) -> dict:
+    cfg.apply_preset()
+    cfg.validate()
+    info = dist_utils.setup()
+    try:
+        return Trainer(cfg, info).fit(stop_after=stop_after)
+    finally:
+        dist_utils.teardown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
