@@ -63,7 +63,18 @@ def test_resume_continues_where_it_stopped(tmp_path):
     ],
 )
 def test_bad_input_gives_one_error_line(tmp_path, extra, message):
-    cmd = [sys.executable, "-m", "trilevel.cli", "train", *TINY, "--epochs", "1", "--output", str(tmp_path), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trilevel.cli",
+        "train",
+        *TINY,
+        "--epochs",
+        "1",
+        "--output",
+        str(tmp_path),
+        *extra,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

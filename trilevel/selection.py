@@ -48,14 +48,26 @@ def token_scores(
     return avg_attn.sum(dim=1)[:, num_prefix:]
 
 
-def select_tokens(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
-    """Indices of the ``n_keep`` highest scores per row, in ascending (spatial) order.
+def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k largest entries along the last dim, ties to the lower index, ascending.
 
-    scores: (B, Np). Returns int64 (B, n_keep). Sorting keeps the kept tokens in their
-    original order, which makes the exported index lists deterministic.
+    Ties are common, not rare: after a selector with R_A < 1 most attention entries are
+    exactly 0. torch.topk makes no promise about ties (the CPU and CUDA kernels differ);
+    a stable descending sort keeps the lower index, which is also the rule of ONNX TopK and
+    of the fixed-point engine, so PyTorch, ONNX and the hardware pick the same tokens. In an
+    ONNX export the graph uses TopK itself (a stable sort does not export). Returning the
+    indices in ascending order keeps the kept tokens in their spatial order.
     """
-    idx = scores.topk(n_keep, dim=1, sorted=False).indices
-    return idx.sort(dim=1).values
+    if torch.onnx.is_in_onnx_export():
+        idx = scores.topk(k, dim=-1).indices
+    else:
+        idx = scores.sort(dim=-1, descending=True, stable=True).indices[..., :k]
+    return idx.sort(dim=-1).values
+
+
+def select_tokens(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """Indices of the ``n_keep`` highest scores per row. scores: (B, Np) -> int64 (B, n_keep)."""
+    return topk_indices(scores, n_keep)
 
 
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor, num_prefix: int) -> torch.Tensor:
@@ -87,9 +99,7 @@ def select_connections(avg_attn: torch.Tensor, num_prefix: int, n_conn: int) -> 
     indices into the patch part of the sequence, ascending. Prefix rows and prefix columns
     stay dense and are not listed.
     """
-    patch_block = avg_attn[:, num_prefix:, num_prefix:]  # (B, Np, Np)
-    idx = patch_block.topk(n_conn, dim=-1, sorted=False).indices
-    return idx.sort(dim=-1).values
+    return topk_indices(avg_attn[:, num_prefix:, num_prefix:], n_conn)  # rows of (B, Np, Np)
 
 
 def connection_mask(conn: torch.Tensor, num_prefix: int) -> torch.Tensor:

@@ -1,0 +1,87 @@
+"""``trilevel export``: checkpoint -> 16-bit fixed-point model package (docs/model_package.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from trilevel import data as tdata
+from trilevel.checkpoint import CheckpointError, load_model
+
+from . import data
+from .arch import UnsupportedModel
+from .package_writer import ExportError, write_package
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trilevel export", description=__doc__)
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (e.g. runs/x/last.pt)")
+    p.add_argument("--output", required=True, help="package directory to write (replaced if it is a package)")
+    p.add_argument("--calib-images", type=int, default=256, help="training images for activation ranges")
+    p.add_argument("--golden-samples", type=int, default=4, help="test images with golden vectors (0: none)")
+    p.add_argument(
+        "--data-dir", default=None, help="Fashion-MNIST folder (default: $FASHION_MNIST_DIR or Debian's)"
+    )
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX model")
+    p.add_argument("--seed", type=int, default=0, help="seed for picking calibration and golden images")
+    return p
+
+
+def _datasets(cfg, data_dir):
+    if cfg.dataset == "fashion-mnist":
+        return tdata.load_fashion_mnist(data_dir or cfg.data_dir)
+    if cfg.dataset == "synthetic":
+        return tdata.make_synthetic(cfg.synthetic_size, seed=cfg.seed), tdata.make_synthetic(
+            512, seed=cfg.seed + 1
+        )
+    raise ExportError(
+        f"export calibrates on in-memory datasets (fashion-mnist, synthetic), not {cfg.dataset!r}"
+    )
+
+
+def run(args) -> dict:
+    if args.calib_images < 1 or args.golden_samples < 0:
+        raise ExportError("--calib-images must be >= 1 and --golden-samples >= 0")
+    out = Path(args.output)
+    if out.exists() and not (out / "manifest.json").is_file():  # fail before the slow part
+        raise ExportError(f"output {out} exists and is not a model package; refusing to overwrite it")
+    model, cfg, ckpt = load_model(args.checkpoint)
+    train, test = _datasets(cfg, args.data_dir)
+    calib_idx = data.pick(train, args.calib_images, args.seed)
+    calib = data.normalize(train.images[calib_idx], train.mean, train.std)
+    golden_x = golden_y = None
+    if args.golden_samples:
+        gi = data.pick(test, args.golden_samples, args.seed + 1)
+        golden_x, golden_y = data.normalize(test.images[gi], test.mean, test.std), test.labels[gi]
+    with torch.no_grad():
+        return write_package(
+            model,
+            ckpt,
+            calib,
+            out,
+            golden_images=golden_x,
+            golden_labels=golden_y,
+            onnx=not args.no_onnx,
+            normalization=data.normalization(train),
+            calibration_info={"dataset": cfg.dataset, "split": "train", "seed": args.seed},
+            producer={"tool": "trilevel export", "checkpoint": Path(args.checkpoint).name},
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        manifest = run(args)
+    except (CheckpointError, ExportError, UnsupportedModel, tdata.DatasetError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    n = len(manifest["files"])
+    print(f"wrote {args.output}: {n} files, format version {manifest['format_version']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

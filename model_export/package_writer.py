@@ -1,0 +1,243 @@
+"""Write a model package directory (docs/model_package.md) from a patched float model.
+
+Everything is written into a temporary sibling directory and renamed into place at the
+end, so a failed export never leaves a half-written package behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from trilevel_host import fixedpoint as fp
+from trilevel_host import luts
+from trilevel_host.package import FORMAT_NAME, FORMAT_VERSION, MANIFEST, sha256_file
+from trilevel_host.reference import ops_forward
+from trilevel_host.reference.model import LR_FRAC, MASTER_EXTRA_FRAC, ModelConfig, ReferenceModel
+
+from . import arch
+from .calibrate import activation_formats, calibrate
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+class PackageDir:
+    """A directory being filled: saves arrays and remembers every file for the manifest."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.files: dict[str, dict] = {}
+
+    def save(self, rel: str, arr: np.ndarray) -> dict:
+        p = self.root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        arr = np.ascontiguousarray(arr)
+        np.save(p, arr, allow_pickle=False)
+        self.files[rel] = {"dtype": str(arr.dtype), "shape": list(arr.shape)}
+        return {"file": rel, "dtype": str(arr.dtype), "shape": list(arr.shape)}
+
+    def add_file(self, rel: str) -> None:
+        self.files[rel] = {}
+
+    def finish(self, manifest: dict) -> dict:
+        for rel, entry in self.files.items():
+            p = self.root / rel
+            entry["bytes"] = p.stat().st_size
+            entry["sha256"] = sha256_file(p)
+        manifest["files"] = dict(sorted(self.files.items()))
+        (self.root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        return manifest
+
+
+def quantize_weights(model) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, float]]:
+    """Every state_dict tensor -> int16 with its own power-of-two format from its max |w|."""
+    q, fmt, amax = {}, {}, {}
+    for name, t in model.state_dict().items():
+        w = t.detach().double().numpy()
+        amax[name] = float(np.abs(w).max()) if w.size else 0.0
+        fmt[name] = fp.choose_frac_bits(amax[name])
+        q[name] = fp.quantize(w, fmt[name]).astype(np.int16)
+    return q, fmt, amax
+
+
+def selector_section(cfg: ModelConfig) -> dict:
+    plan = cfg.stage_plan()
+    return {
+        "locations": list(cfg.locations),
+        "token_keep": cfg.token_keep,
+        "attn_keep": cfg.attn_keep,
+        "position": "after attention + residual, before the MLP",
+        "score": "head-summed [CLS] attention row over patch tokens (ranks like the head mean)",
+        "tie_break": "lower index first",
+        "tokens_per_stage": [cfg.num_patches] + [n for n, _ in plan],
+        "connections_per_stage": [c for _, c in plan],
+    }
+
+
+def arithmetic_section() -> dict:
+    return {
+        "word_bits": fp.WORD_BITS,
+        "value": "int * 2**-frac_bits",
+        "rounding": "half_up",
+        "overflow": "saturate",
+        "accumulator_bits": fp.ACC_BITS,
+        "prob_frac": ops_forward.PROB_FRAC,
+        "score_frac": ops_forward.SCORE_FRAC,
+        "norm_frac": ops_forward.NORM_FRAC,
+        "gradient_formats": "dynamic",
+        "master_extra_frac": MASTER_EXTRA_FRAC,
+        "lr_frac": LR_FRAC,
+        "optimizer": "sgd",
+    }
+
+
+def model_config(model_section: dict, model) -> ModelConfig:
+    st = model.trilevel
+    return ModelConfig(
+        img_size=model_section["img_size"],
+        patch_size=model_section["patch_size"],
+        in_chans=model_section["in_chans"],
+        embed_dim=model_section["embed_dim"],
+        depth=model_section["depth"],
+        num_heads=model_section["num_heads"],
+        mlp_hidden=model_section["mlp_hidden"],
+        num_classes=model_section["num_classes"],
+        ln_eps=model_section["ln_eps"],
+        locations=tuple(st.locations),
+        token_keep=float(st.token_keep),
+        attn_keep=float(st.attn_keep),
+    )
+
+
+def example_subset(ckpt: dict) -> tuple[np.ndarray | None, int | None]:
+    """(indices of the active training examples, dataset size), or (None, None) when the level is off."""
+    es = ckpt.get("example_selector")
+    if not es or es.get("active") is None:
+        return None, None
+    active = torch.as_tensor(es["active"]).bool().cpu().numpy()
+    return np.flatnonzero(active).astype(np.int64), int(active.size)
+
+
+def write_package(
+    model,
+    ckpt: dict,
+    calib_images: torch.Tensor,
+    output: str | Path,
+    *,
+    golden_images: torch.Tensor | None = None,
+    golden_labels: torch.Tensor | None = None,
+    onnx: bool = True,
+    normalization: dict | None = None,
+    calibration_info: dict | None = None,
+    producer: dict | None = None,
+) -> dict:
+    """Write the package for ``model`` (patched, eval mode) to ``output``; returns the manifest."""
+    output = Path(output)
+    if output.exists() and not (output / MANIFEST).is_file():
+        raise ExportError(f"output {output} exists and is not a model package; refusing to overwrite it")
+    model_section = arch.describe(model)
+    cfg = model_config(model_section, model)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        manifest = _fill(
+            PackageDir(tmp),
+            model,
+            ckpt,
+            cfg,
+            model_section,
+            calib_images,
+            golden_images,
+            golden_labels,
+            onnx,
+            normalization or {},
+            calibration_info or {},
+            producer or {},
+        )
+        _replace_dir(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _replace_dir(tmp: Path, output: Path) -> None:
+    if output.exists():  # an earlier package: swap it out, then delete it
+        old = output.with_name(f".{output.name}.old-{os.getpid()}")
+        os.replace(output, old)
+        os.replace(tmp, output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, output)
+
+
+def _fill(
+    pkg,
+    model,
+    ckpt,
+    cfg,
+    model_section,
+    calib_images,
+    golden_images,
+    golden_labels,
+    onnx,
+    norm,
+    calib_info,
+    producer,
+) -> dict:
+    qw, wfmt, wmax = quantize_weights(model)
+    weights = {}
+    for name, arr in qw.items():
+        entry = pkg.save(f"weights/{name}.npy", arr)
+        weights[name] = {**entry, "frac_bits": wfmt[name], "max_abs": wmax[name]}
+    amax = calibrate(model, calib_images)
+    afmt = activation_formats(amax)
+    activations = {k: {"frac_bits": afmt[k], "calib_max_abs": amax[k]} for k in sorted(afmt)}
+    lut_section = {}
+    for name, spec in luts.SPECS.items():
+        entry = pkg.save(f"luts/{name}.npy", luts.table(name))
+        lut_section[name] = {**entry, **spec.to_json()}
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "producer": producer,
+        "model": {"timm_name": ckpt.get("model_spec", {}).get("timm_name"), **model_section},
+        "selector": selector_section(cfg),
+        "input": {"layout": "NCHW", "frac_bits": afmt["input"], **norm},
+        "arithmetic": arithmetic_section(),
+        "calibration": {"images": int(len(calib_images)), **calib_info},
+        "luts": lut_section,
+        "weights": weights,
+        "activations": activations,
+    }
+    idx, total = example_subset(ckpt)
+    if idx is None:
+        manifest["example_subset"] = None
+    else:
+        manifest["example_subset"] = {
+            **pkg.save("example_subset.npy", idx),
+            "dataset_size": total,
+            "kept": int(idx.size),
+        }
+    if onnx:
+        from .onnx_export import export_onnx
+
+        manifest["onnx"] = export_onnx(model, pkg.root / "model.onnx", calib_images[:8])
+        pkg.add_file("model.onnx")
+    if golden_images is not None:
+        from .golden import write_golden
+
+        ref = ReferenceModel(cfg, qw, wfmt, afmt)
+        manifest["golden"] = write_golden(pkg, ref, model, golden_images, golden_labels)
+    else:
+        manifest["golden"] = None
+    return pkg.finish(manifest)
