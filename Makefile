@@ -25,12 +25,15 @@ fashion-mnist:
 	  (command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null) || \
 	  { echo "error: Fashion-MNIST not found in $(FMNIST_DIR); install dataset-fashion-mnist" >&2; exit 1; }
 
-# Main job: train a small Tri-Level ViT on Fashion-MNIST, export its fixed-point package.
+# Main job: train a small Tri-Level ViT on Fashion-MNIST, export its fixed-point package and
+# check the bit-accurate reference against the float model on 2,000 test images.
 demo: venv fashion-mnist
 	$(PY) -m trilevel.cli train --model fmnist-tiny --dataset fashion-mnist --epochs 4 \
 	  --token-keep 0.7 --attn-keep 0.5 --example-keep 0.8 --example-updates 2 \
-	  --batch-size 128 --output $(DEMO_OUT)
+	  --batch-size 128 --lr 2e-3 --mixup 0 --cutmix 0 --drop-path 0 --output $(DEMO_OUT)
 	$(PY) -m trilevel.cli export --checkpoint $(DEMO_OUT)/last.pt --output $(DEMO_OUT)/package
+	$(PY) bench/fixed_point_agreement.py --checkpoint $(DEMO_OUT)/last.pt --package $(DEMO_OUT)/package \
+	  --images 2000 --output $(DEMO_OUT)/fixed_point_agreement.json
 
 test: venv fashion-mnist
 	$(PY) -m pytest -q

@@ -100,21 +100,10 @@ def arithmetic_section() -> dict:
 
 
 def model_config(model_section: dict, model) -> ModelConfig:
+    """The reference's ModelConfig, built the way a reader of the manifest builds it."""
     st = model.trilevel
-    return ModelConfig(
-        img_size=model_section["img_size"],
-        patch_size=model_section["patch_size"],
-        in_chans=model_section["in_chans"],
-        embed_dim=model_section["embed_dim"],
-        depth=model_section["depth"],
-        num_heads=model_section["num_heads"],
-        mlp_hidden=model_section["mlp_hidden"],
-        num_classes=model_section["num_classes"],
-        ln_eps=model_section["ln_eps"],
-        locations=tuple(st.locations),
-        token_keep=float(st.token_keep),
-        attn_keep=float(st.attn_keep),
-    )
+    selector = {"locations": list(st.locations), "token_keep": float(st.token_keep), "attn_keep": float(st.attn_keep)}
+    return ModelConfig.from_manifest({"model": model_section, "selector": selector})
 
 
 def example_subset(ckpt: dict) -> tuple[np.ndarray | None, int | None]:
