@@ -102,7 +102,11 @@ def arithmetic_section() -> dict:
 def model_config(model_section: dict, model) -> ModelConfig:
     """The reference's ModelConfig, built the way a reader of the manifest builds it."""
     st = model.trilevel
-    selector = {"locations": list(st.locations), "token_keep": float(st.token_keep), "attn_keep": float(st.attn_keep)}
+    selector = {
+        "locations": list(st.locations),
+        "token_keep": float(st.token_keep),
+        "attn_keep": float(st.attn_keep),
+    }
     return ModelConfig.from_manifest({"model": model_section, "selector": selector})
 
 

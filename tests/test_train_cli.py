@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -89,3 +90,25 @@ def test_corrupt_checkpoint_is_refused_and_kept(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "corrupt" in proc.stderr and proc.stderr.count("\n") == 1
     assert ckpt.read_bytes() == b"not a checkpoint"  # nothing overwritten
+
+
+def test_trains_on_an_image_folder_tree(tmp_path):
+    """ImageNet layout: root/train/<class>/*.png and root/val/<class>/*.png, through timm's transforms."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("val", 8)):
+        for c, colour in enumerate(((220, 40, 40), (40, 40, 220))):
+            folder = tmp_path / "data" / split / f"class_{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(rng.normal(colour, 30, (28, 28, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    rc = main(["train", "--model", "fmnist-tiny", "--dataset", str(tmp_path / "data"), "--epochs", "2",
+               "--batch-size", "8", "--workers", "0", "--mixup", "0", "--cutmix", "0", "--output", str(out)])  # fmt: skip
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["top1"] is not None and len(json.loads((out / "log.json").read_text())) == 2
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["model_spec"]["kwargs"]["num_classes"] == 2 and ckpt["model_spec"]["kwargs"]["in_chans"] == 3

@@ -100,12 +100,8 @@ class Trainer:
             )
         # The scheduler counts steps of a full-size subset; the "forgetting" ablation trains on
         # the whole set until its update, which then only shifts the cosine slightly.
-        subset = (
-            keep_count(self.num_train, cfg.example_keep)
-            if cfg.example_method != "forgetting"
-            else self.num_train
-        )
-        self.steps_per_epoch = self._steps(subset // info.world_size)
+        scheduled = self.num_train if cfg.example_method == "forgetting" else subset
+        self.steps_per_epoch = self._steps(scheduled // info.world_size)
         lr = cfg.lr if cfg.lr is not None else 5e-4 * global_batch / 512
         fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel, not one per tensor
         self.optimizer = create_optimizer_v2(
@@ -209,8 +205,9 @@ class Trainer:
         return min(steps, self.cfg.max_steps_per_epoch or steps)
 
     def _train_batches(self, indices: torch.Tensor):
-        if self.in_memory:
-            yield from self.train_loader.batches(indices, drop_last=True)
+        if self.in_memory:  # on the device already, unless --no-data-on-device
+            for batch in self.train_loader.batches(indices, drop_last=True):
+                yield tuple(t.to(self.device, non_blocking=True) for t in batch)
             return
         loader = torch.utils.data.DataLoader(
             self.train_set,
@@ -222,11 +219,12 @@ class Trainer:
             persistent_workers=False,
         )
         for x, y, idx in loader:
-            yield (t.to(self.device, non_blocking=True) for t in (x, y, idx))
+            yield tuple(t.to(self.device, non_blocking=True) for t in (x, y, idx))
 
     def _test_batches(self):
         if self.in_memory:
-            yield from ((x, y) for x, y, _ in self.test_loader.batches(torch.arange(self.test_size), False))
+            for x, y, _ in self.test_loader.batches(torch.arange(self.test_size), drop_last=False):
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             return
         loader = torch.utils.data.DataLoader(self.test_set, batch_size=256, num_workers=self.cfg.workers)
         for x, y in loader:
@@ -301,7 +299,10 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
-        """Top-1 on the test split at the final keep ratios (as the paper evaluates)."""
+        """Top-1 on the test split at the final keep ratios (as the paper evaluates).
+
+        Runs the eager model: a compiled one would add a graph per evaluation ratio.
+        """
         if self.test_size == 0:
             return None
         self.net.eval()
