@@ -57,7 +57,7 @@ bench-fixed-point: venv fashion-mnist
 # Synthesis needs the Xilinx tools; fail at once when they are absent.
 hls-synth bitstream:
 	@command -v $(HLS_TOOL) >/dev/null || { echo "error: $(HLS_TOOL) not found: $@ needs Vitis HLS / Vivado on PATH" >&2; exit 2; }
-	@echo "error: the HLS engine does not exist yet (hls/ is empty)" >&2; exit 2
+	@echo "error: the HLS engine does not exist yet (see hls/README.md)" >&2; exit 2
 
 clean:
 	rm -rf runs build .pytest_cache
