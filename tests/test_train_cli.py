@@ -61,6 +61,7 @@ def test_resume_continues_where_it_stopped(tmp_path):
         (["--locations", "3", "9"], "outside the model's blocks"),
         (["--dataset", "does/not/exist"], "does not exist"),
         (["--synthetic-size", "40"], "smaller than one batch"),
+        (["--example-keep", "0.8", "--example-first-update", "5"], "past the last epoch"),
     ],
 )
 def test_bad_input_gives_one_error_line(tmp_path, extra, message):
