@@ -10,6 +10,7 @@ import torch
 
 from trilevel import data as tdata
 from trilevel.checkpoint import CheckpointError, load_model
+from trilevel.train import build_data
 
 from . import data
 from .arch import UnsupportedModel
@@ -30,16 +31,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _datasets(cfg, data_dir):
-    if cfg.dataset == "fashion-mnist":
-        return tdata.load_fashion_mnist(data_dir or cfg.data_dir)
-    if cfg.dataset == "synthetic":
-        return tdata.make_synthetic(cfg.synthetic_size, seed=cfg.seed), tdata.make_synthetic(
-            512, seed=cfg.seed + 1
+def _datasets(cfg, data_dir, model):
+    """(train, test) exactly as training built them, checked against the model's input."""
+    if cfg.dataset not in ("fashion-mnist", "synthetic"):
+        raise ExportError(
+            f"export calibrates on in-memory datasets (fashion-mnist, synthetic), not {cfg.dataset!r}"
         )
-    raise ExportError(
-        f"export calibrates on in-memory datasets (fashion-mnist, synthetic), not {cfg.dataset!r}"
-    )
+    if data_dir is not None:
+        cfg.data_dir = data_dir
+    train, test = build_data(cfg)[:2]
+    native = tuple(train.images.shape[1:])
+    wanted = (model.patch_embed.proj.in_channels, *model.patch_embed.img_size)
+    if native != wanted:  # the package's input rule is normalisation only, no resize
+        raise ExportError(
+            f"the model takes {wanted} inputs but {cfg.dataset} images are {native}; "
+            "export supports models trained at the dataset's own size"
+        )
+    return train, test
 
 
 def run(args) -> dict:
@@ -49,7 +57,7 @@ def run(args) -> dict:
     if out.exists() and not (out / "manifest.json").is_file():  # fail before the slow part
         raise ExportError(f"output {out} exists and is not a model package; refusing to overwrite it")
     model, cfg, ckpt = load_model(args.checkpoint)
-    train, test = _datasets(cfg, args.data_dir)
+    train, test = _datasets(cfg, args.data_dir, model)
     calib_idx = data.pick(train, args.calib_images, args.seed)
     calib = data.normalize(train.images[calib_idx], train.mean, train.std)
     golden_x = golden_y = None

@@ -170,6 +170,25 @@ def test_export_refuses_a_model_the_engine_cannot_run(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_export_refuses_a_model_of_another_input_size(tmp_path, capsys):
+    """A model trained on resized or 3-channel images: the package has no resize step, so say so."""
+    import torch
+
+    from trilevel import models
+    from trilevel.patch import patch
+
+    kwargs = {**tiny_vit.KWARGS, "in_chans": 3}
+    model = patch(models.create(tiny_vit.TIMM_NAME, kwargs), 0.7, 0.5, tiny_vit.LOCATIONS)
+    path = tiny_vit.save(model, tmp_path / "rgb.pt")
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["model_spec"]["kwargs"] = kwargs
+    torch.save(ckpt, path)
+    assert _export(tmp_path, path, tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dataset's own size" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_failure_mid_export_leaves_no_partial_package(tmp_path, monkeypatch):
     import model_export.onnx_export as onnx_export
 
