@@ -1,6 +1,7 @@
 """Under torch.compile the warm-up staircase costs one graph per step of it, not one per iteration."""
 
 import torch
+from torch._dynamo.backends.registry import lookup_backend
 from torch._dynamo.testing import CompileCounter
 
 import trilevel
@@ -32,3 +33,33 @@ def test_staircase_warmup_compiles_levels_plus_one_graphs():
 
 def test_exact_cosine_would_recompile_far_more():
     assert graphs_over_warmup(levels=0) > 6
+
+
+def test_selectors_trace_into_one_graph_that_matches_eager():
+    """The ranking is a custom op: dynamo keeps the whole forward in one graph (no Triton
+    sort for inductor to generate) and the compiled forward and backward match eager."""
+    torch.manual_seed(0)
+    model = create(
+        "vit_tiny_patch16_224", dict(img_size=16, patch_size=4, embed_dim=32, depth=4, num_heads=2)
+    )
+    trilevel.patch(model, token_keep=0.7, attn_keep=0.3, locations=(1, 2), stat_layer=1)
+    x = torch.randn(3, 3, 16, 16)
+    torch._dynamo.reset()  # earlier tests may have exhausted the frame's recompile limit
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return lookup_backend("aot_eager")(gm, example_inputs)
+
+    net = torch.compile(model, backend=backend, fullgraph=True, dynamic=False)
+    compiled = net(x)
+    ranked = [n for n in graphs[0].graph.nodes if "ranked_indices" in str(n.target)]
+    assert len(graphs) == 1 and len(ranked) == 4  # tokens and connections at 2 selectors
+    compiled.square().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    eager = model(x)
+    eager.square().sum().backward()
+    torch.testing.assert_close(compiled, eager)
+    for g, p in zip(grads, model.parameters()):
+        torch.testing.assert_close(g, p.grad)

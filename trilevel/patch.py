@@ -133,34 +133,40 @@ def attention_forward(attn, x: torch.Tensor, mask: torch.Tensor | None, need_ful
     """timm Attention forward through its own submodules, also returning what selection needs.
 
     x: (B, N, C). Returns (out (B, N, C), cls_row (B, N) or None, avg_attn (B, N, N) or None).
-    The full attention map is built only when ``need_full``; otherwise the fused kernel runs
-    and the [CLS] row is computed on the side from detached q and k (one row per head).
+    The output always comes from the fused kernel. What selection reads is computed on the
+    side from detached q and k, outside autograd: the full head-averaged map when
+    ``need_full``, else only the [CLS] row (one row per head). Building the map with
+    gradients instead kept a (B, H, N, N) tensor alive for the backward pass and cost the
+    attention level about a third of the training throughput on an H100.
     """
     B, N, _ = x.shape
     gate = attn.gate(x).sigmoid() if getattr(attn, "gate", None) is not None else None
     qkv = attn.qkv(x).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)  # (B, H, N, D) each
     q, k = attn.q_norm(q), attn.k_norm(k)
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=attn.attn_drop.p if attn.training else 0.0
+    )
     cls_row = avg_attn = None
     if need_full:
-        scores = (q * attn.scale) @ k.transpose(-2, -1)  # (B, H, N, N)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        probs = scores.softmax(dim=-1)
-        avg_attn = sel.head_avg_attention(probs.detach())  # (B, N, N)
+        avg_attn = sel.head_avg_attention(attention_probs(q.detach(), k.detach(), attn.scale, mask))
         cls_row = avg_attn[:, 0] if need_cls else None
-        out = attn.attn_drop(probs) @ v
-    else:
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=attn.attn_drop.p if attn.training else 0.0
-        )
-        if need_cls:  # the [CLS] row is never masked: prefix rows attend densely
-            cls_row = sel.head_avg_cls_attention(q.detach(), k.detach(), attn.scale)
+    elif need_cls:  # the [CLS] row is never masked: prefix rows attend densely
+        cls_row = sel.head_avg_cls_attention(q.detach(), k.detach(), attn.scale)
     out = out.transpose(1, 2).reshape(B, N, -1)
     out = attn.norm(out) if hasattr(attn, "norm") else out
     if gate is not None:
         out = out * gate
     return attn.proj_drop(attn.proj(out)), cls_row, avg_attn
+
+
+@torch.no_grad()
+def attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float, mask: torch.Tensor | None) -> torch.Tensor:
+    """Softmax attention probabilities (B, H, N, N), masked keys at exactly 0."""
+    scores = (q * scale) @ k.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(dim=-1)
 
 
 def selector_block_forward(

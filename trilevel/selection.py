@@ -48,6 +48,24 @@ def token_scores(
     return avg_attn.sum(dim=1)[:, num_prefix:]
 
 
+@torch.library.custom_op("trilevel::ranked_indices", mutates_args=())
+def _ranked_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Eager body of :func:`topk_indices`, opaque to torch.compile.
+
+    Inductor would otherwise generate a Triton bitonic-sort kernel for every selector and
+    fuse it with the attention around it; on CUDA those kernels took minutes to compile
+    (more than 150 s for DeiT-T with the attention level on). As a custom op the graph calls
+    the library sort (microseconds at these sizes) and still captures in a CUDA graph.
+    """
+    idx = scores.sort(dim=-1, descending=True, stable=True).indices[..., :k]
+    return idx.sort(dim=-1).values
+
+
+@_ranked_indices.register_fake
+def _(scores: torch.Tensor, k: int) -> torch.Tensor:
+    return scores.new_empty((*scores.shape[:-1], k), dtype=torch.long)
+
+
 def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the k largest entries along the last dim, ties to the lower index, ascending.
 
@@ -59,10 +77,8 @@ def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
     indices in ascending order keeps the kept tokens in their spatial order.
     """
     if torch.onnx.is_in_onnx_export():
-        idx = scores.topk(k, dim=-1).indices
-    else:
-        idx = scores.sort(dim=-1, descending=True, stable=True).indices[..., :k]
-    return idx.sort(dim=-1).values
+        return scores.topk(k, dim=-1).indices.sort(dim=-1).values
+    return _ranked_indices(scores, k)
 
 
 def select_tokens(scores: torch.Tensor, n_keep: int) -> torch.Tensor:

@@ -174,6 +174,7 @@ class Trainer:
         )
         self.epoch, self.step, self.history, self.wall_offset = 0, 0, [], 0.0
         self._macs_cache: dict[tuple[float, float], int] = {}
+        self._graph_keys: set[tuple[float, float]] = set()  # keep ratios compiled in this process
 
     # ----------------------------------------------------------------- data
     def _setup_loaders(self, train, test) -> None:
@@ -254,14 +255,21 @@ class Trainer:
             leave=False,
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
         )
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        self._sync()
         t0 = time.perf_counter()
+        compile_time, compile_steps, warm_left = 0.0, 0, 0
         for i, (x, y, idx) in enumerate(self._train_batches(indices)):
             if i == steps:
                 break
             self.set_ratios(epoch + i / steps)
             macs_sum += self.macs()
+            key = (self.state.token_keep, self.state.attn_keep)
+            if self.cfg.compile and key not in self._graph_keys:
+                # A new token count compiles a graph; its first steps (compile, CUDA-graph
+                # warm-up and recording) are timed apart so steady-state speed is visible.
+                self._graph_keys.add(key)
+                self._sync()
+                warm_left, t_warm = _WARM_STEPS, time.perf_counter()
             if self.cfg.compile:  # tells CUDA-graph trees that a new iteration begins
                 torch.compiler.cudagraph_mark_step_begin()
             target = y
@@ -280,9 +288,14 @@ class Trainer:
                 # Correct means the dominant label of the (mixed) image the model was shown.
                 dominant = target.argmax(-1) if target.ndim == 2 else target
                 self.selector.record(idx, logits.detach().argmax(-1) == dominant, self.state.last_attn_var)
+            if warm_left:
+                warm_left -= 1
+                compile_steps += 1
+                if not warm_left:
+                    self._sync()
+                    compile_time += time.perf_counter() - t_warm
             bar.update()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        self._sync()
         train_time = time.perf_counter() - t0
         bar.close()
         images = steps * self.cfg.batch_size * self.info.world_size
@@ -292,10 +305,16 @@ class Trainer:
             "train_time_s": train_time,
             "img_per_s": images / train_time,
             "images": images,
+            "compile_time_s": compile_time,
+            "compile_images": compile_steps * self.cfg.batch_size * self.info.world_size,
             "macs_per_image": macs_sum / max(steps, 1),
             "token_keep": self.state.token_keep,
             "attn_keep": self.state.attn_keep,
         }
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
@@ -413,6 +432,8 @@ class Trainer:
         self.state.token_keep, self.state.attn_keep = self.cfg.token_keep, self.cfg.attn_keep
         train_images = sum(r["images"] for r in self.history)
         train_time = sum(r["train_time_s"] for r in self.history)
+        compile_time = sum(r.get("compile_time_s", 0.0) for r in self.history)
+        steady_images = train_images - sum(r.get("compile_images", 0) for r in self.history)
         train_macs = sum(r["macs_per_image"] * r["images"] for r in self.history)
         dense_train_macs = dense_macs * self.num_train * self.cfg.epochs  # full data, every epoch
         tops = [r["top1"] for r in self.history if r.get("top1") is not None]
@@ -429,6 +450,9 @@ class Trainer:
             "wall_time_s": self.wall_offset,
             "train_time_s": train_time,
             "img_per_s": train_images / train_time,
+            # Steps that compiled a graph (and warmed its CUDA graph) excluded; 0 if not compiled.
+            "compile_time_s": compile_time,
+            "steady_img_per_s": steady_images / max(train_time - compile_time, 1e-9),
             "token_keep": self.cfg.token_keep,
             "attn_keep": self.cfg.attn_keep,
             "example_keep": self.cfg.example_keep,
@@ -442,16 +466,20 @@ class Trainer:
         }
 
 
+# Steps timed apart after a graph is first used: compilation, CUDA-graph warm-up, recording.
+_WARM_STEPS = 3
+
 # Settings that may differ between a run and its resumption.
 _RESUMABLE_CHANGES = {"resume", "output", "workers", "data_dir", "compile", "compile_mode", "eval_every"}
 
 
 def _format_row(row: dict) -> str:
     top1 = f"{row['top1']:.2f}" if row.get("top1") is not None else "-"
+    compiled = f" (compiling {row['compile_time_s']:.1f}s)" if row.get("compile_time_s") else ""
     return (
         f"epoch {row['epoch']}: loss {row['train_loss']:.4f} top1 {top1} "
         f"{row['img_per_s']:.0f} img/s R_T {row['token_keep']:.3f} R_A {row['attn_keep']:.3f} "
-        f"wall {row['wall_time_s']:.1f}s"
+        f"wall {row['wall_time_s']:.1f}s{compiled}"
     )
 
 
