@@ -161,7 +161,9 @@ def attention_forward(attn, x: torch.Tensor, mask: torch.Tensor | None, need_ful
 
 
 @torch.no_grad()
-def attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float, mask: torch.Tensor | None) -> torch.Tensor:
+def attention_probs(
+    q: torch.Tensor, k: torch.Tensor, scale: float, mask: torch.Tensor | None
+) -> torch.Tensor:
     """Softmax attention probabilities (B, H, N, N), masked keys at exactly 0."""
     scores = (q * scale) @ k.transpose(-2, -1)
     if mask is not None:
