@@ -1,6 +1,6 @@
 """Dense against Tri-Level training of DeiT-T/224 on Fashion-MNIST, same recipe and epochs.
 
-    python bench/gpu_training.py --epochs 10                       # every run
+    python bench/gpu_training.py --epochs 20                       # every run
     python bench/gpu_training.py --runs dense:0 trilevel-0.7:0     # a subset, merged into the JSON
 
 Each run is a separate `trilevel train` process (compiled, bf16, data on the GPU), so one
@@ -104,7 +104,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", default=DEFAULT, help="name:seed pairs; names: " + ", ".join(RUNS))
     p.add_argument("--model", default="deit_tiny_patch16_224")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--ratio-levels", type=int, default=3)
     p.add_argument("--example-updates", type=int, default=3)

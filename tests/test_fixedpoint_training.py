@@ -65,7 +65,10 @@ def test_update_moves_weights_against_the_gradient_and_keeps_a_master_copy():
     ref = _ref()
     before = copy.deepcopy(ref.master)
     x, _ = load_package(tiny_vit.package()).golden("forward/input")
-    _, grads = ref.train_step(x[:1].astype(np.int64), np.array([3]), lr=0.05)
+    # A step small enough that no master saturates (lr=0.05 pushes a few entries of a bias
+    # with many fractional bits to the 32-bit limit, which is the engine's rule but not a
+    # step along -g any more).
+    _, grads = ref.train_step(x[:1].astype(np.int64), np.array([3]), lr=0.005)
     for name, m in ref.master.items():
         step = (m - before[name]).ravel().astype(np.float64)
         g = grads[name][0].ravel().astype(np.float64)
