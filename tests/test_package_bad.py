@@ -110,19 +110,7 @@ def test_weight_entry_disagreeing_with_its_file(pkg):
 
 
 def _export(tmp_path, ckpt, out):
-    return export_main(
-        [
-            "--checkpoint",
-            str(ckpt),
-            "--output",
-            str(out),
-            "--no-onnx",
-            "--golden-samples",
-            "0",
-            "--calib-images",
-            "16",
-        ]
-    )
+    return export_main(tiny_vit.quick_export_args(ckpt, out))
 
 
 def test_export_missing_checkpoint(tmp_path, capsys):

@@ -62,17 +62,7 @@ def test_package_without_example_level_and_reexport_replaces(tmp_path):
     model.load_state_dict(ckpt["model"])
     path = tiny_vit.save(model, tmp_path / "dense.pt", example_active=None)
     out = tmp_path / "pkg"
-    args = [
-        "--checkpoint",
-        str(path),
-        "--output",
-        str(out),
-        "--no-onnx",
-        "--golden-samples",
-        "0",
-        "--calib-images",
-        "32",
-    ]
+    args = tiny_vit.quick_export_args(path, out, calib_images=32)
     assert main(args) == 0
     assert load_package(out).manifest["example_subset"] is None
     assert main(args) == 0  # an earlier package is replaced, nothing else is left behind

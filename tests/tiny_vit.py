@@ -112,3 +112,9 @@ def package() -> Path:
     )
     assert rc == 0
     return out
+
+
+def quick_export_args(ckpt: Path, out: Path, calib_images: int = 16) -> list[str]:
+    """`trilevel export` arguments for a fast package: no ONNX, no golden vectors."""
+    return ["--checkpoint", str(ckpt), "--output", str(out), "--no-onnx", "--golden-samples", "0",
+            "--calib-images", str(calib_images)]  # fmt: skip
