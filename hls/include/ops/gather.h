@@ -1,0 +1,10 @@
+// OP_GATHER: NOT IMPLEMENTED YET (placeholder so the walker builds; replaced by the real op).
+#ifndef TRILEVEL_OPS_GATHER_H
+#define TRILEVEL_OPS_GATHER_H
+
+#include "../desc.h"
+#include "../memory.h"
+
+inline ap_uint<32> op_gather(word_t* mem, ap_uint<32> mem_bytes, const Desc& d) { return ST_BAD_OPCODE; }
+
+#endif

@@ -1,0 +1,78 @@
+// The engine's top function: interfaces, the descriptor walker and the dispatch to the ops.
+//
+// Layer-wise, like the paper's prototype: the host writes one descriptor list into the
+// arena, starts the engine once, and the walker runs the ops in order. An op first checks
+// its descriptor (sizes against config.h, every tensor inside the arena, shifts in range)
+// and returns an ST_* error before it touches memory; the walk stops at the first error
+// and reports the op's tag.
+#include "engine.h"
+
+#include "counters.h"
+#include "desc.h"
+#include "memory.h"
+#include "ops/add.h"
+#include "ops/attention.h"
+#include "ops/gather.h"
+#include "ops/gelu.h"
+#include "ops/layernorm.h"
+#include "ops/linear.h"
+#include "ops/lut_load.h"
+#include "ops/patchify.h"
+#include "ops/select.h"
+
+#ifndef __SYNTHESIS__
+SimCounters g_sim_counters;
+#endif
+
+static ap_uint<32> dispatch(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d, Luts& luts) {
+    if (!shifts_ok(d)) return ST_BAD_PARAM;
+    switch (int(d.opcode())) {
+        case OP_NOP: return ST_DONE;
+        case OP_LOAD_LUT: return op_load_lut(mem, mem_bytes, d, luts);
+        case OP_LINEAR: return op_linear(mem, wmem, mem_bytes, d);
+        case OP_PATCHIFY: return op_patchify(mem, mem_bytes, d);
+        case OP_ADD: return op_add(mem, wmem, mem_bytes, d);
+        case OP_LAYERNORM: return op_layernorm(mem, wmem, mem_bytes, d, luts);
+        case OP_GELU: return op_gelu(mem, mem_bytes, d, luts);
+        case OP_ATTENTION: return op_attention(mem, mem_bytes, d, luts);
+        case OP_SELECT: return op_select(mem, mem_bytes, d);
+        case OP_GATHER: return op_gather(mem, mem_bytes, d);
+        default: return ST_BAD_OPCODE;
+    }
+}
+
+void trilevel_engine(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, ap_uint<32> prog,
+                     ap_uint<32> n_desc, ap_uint<32>& status, ap_uint<32>& err_tag) {
+    // Two AXI4 masters on the HP ports (one read/write for activations, one read-only for
+    // weight streams), both offset=slave: their base addresses are AXI-Lite registers.
+#pragma HLS INTERFACE m_axi port = mem offset = slave bundle = gmem_a depth = 65536 max_read_burst_length = 64 max_write_burst_length = 64 num_read_outstanding = 8 num_write_outstanding = 8
+#pragma HLS INTERFACE m_axi port = wmem offset = slave bundle = gmem_w depth = 65536 max_read_burst_length = 64 num_read_outstanding = 16
+#pragma HLS INTERFACE s_axilite port = mem bundle = control
+#pragma HLS INTERFACE s_axilite port = wmem bundle = control
+#pragma HLS INTERFACE s_axilite port = mem_bytes bundle = control
+#pragma HLS INTERFACE s_axilite port = prog bundle = control
+#pragma HLS INTERFACE s_axilite port = n_desc bundle = control
+#pragma HLS INTERFACE s_axilite port = status bundle = control
+#pragma HLS INTERFACE s_axilite port = err_tag bundle = control
+#pragma HLS INTERFACE s_axilite port = return bundle = control
+    // The tables stay on chip between starts: a package loads them once (OP_LOAD_LUT).
+    static Luts luts;
+    err_tag = 0;
+    if (n_desc == 0 || n_desc > CFG_MAX_DESCRIPTORS || !tensor_ok(prog, n_desc, DESC_WORDS, DESC_WORDS, 4, mem_bytes)) {
+        status = ST_BAD_PROGRAM;
+        return;
+    }
+DESC_WALK:
+    for (ap_uint<32> i = 0; i < n_desc; i++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 600
+        Desc d;
+        fetch_desc(mem, prog, i, d);
+        ap_uint<32> st = dispatch(mem, wmem, mem_bytes, d, luts);
+        if (st != ST_DONE) {
+            status = st;
+            err_tag = d.u(DW_TAG);
+            return;
+        }
+    }
+    status = ST_DONE;
+}
