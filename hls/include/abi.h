@@ -60,6 +60,8 @@
 #define FLAG_SPARSE 2     // OP_ATTENTION: patch rows attend over the lists at AUX0
 #define FLAG_MAP 4        // OP_ATTENTION: write the head-summed wide probabilities to AUX1
 #define FLAG_ORIGIN 8     // OP_SELECT: compose origin indices from AUX1 (else identity)
+#define FLAG_CACHE 16     // OP_LAYERNORM: also write what the backward needs (AUX0 n, AUX1 r and sh)
+#define FLAG_PROBS 32     // OP_ATTENTION: also write the stored probabilities for the backward (AUX2)
 
 // ---- lookup tables (OP_LOAD_LUT P0)
 #define LUT_EXP 0
