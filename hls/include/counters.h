@@ -10,6 +10,24 @@
 #define CNT_MEM_READ 0      // m_axi beats read by load_i16/load_i32
 #define CNT_MEM_WRITE 1     // m_axi beats written by store_i16/store_i32
 #define CNT_DESC_READ 2     // descriptors fetched
+// OP_ATTENTION (ops/attention.h): per op, per query row
+#define CNT_ATTN_EXP_COPY 24     // exp knots copied on chip (per op)
+#define CNT_ATTN_KV_LOAD 25      // qkv beats read into the K/V copies (per op)
+#define CNT_ATTN_KEYS 26         // connection indices checked (per listed row)
+#define CNT_ATTN_QK 27           // key groups scored (per row)
+#define CNT_ATTN_EXP 28          // key groups through the exp tables (per row)
+#define CNT_ATTN_RECIP 29        // heads through the recip table (per row)
+#define CNT_ATTN_PV 30           // key groups of p v (per row)
+#define CNT_ATTN_MAP_SCATTER 31  // list positions scattered into the MAP row (per row)
+#define CNT_ATTN_MAP_STORE 32    // MAP beats written (per row)
+#define CNT_ATTN_PROBS_STORE 33  // PROBS beats written (per row)
+// OP_SELECT (ops/select.h) and OP_GATHER (ops/gather.h)
+#define CNT_SEL_RANK 34          // rank-counting steps of CFG_SEL_LANES comparisons (per top-k)
+#define CNT_SEL_EMIT 35          // candidates scanned for the ascending output (per top-k)
+#define CNT_SEL_GATHER 36        // scores gathered from a map row (per top-k)
+#define CNT_SEL_ORIGIN 37        // origin indices composed (per op)
+#define CNT_GATHER_CHECK 38      // gather indices checked (per op)
+#define CNT_GATHER_COPY 39       // beats copied (per op)
 #define CNT_COUNT 96
 
 #ifndef __SYNTHESIS__
