@@ -27,14 +27,13 @@
 // are reshaped by channel into 197-deep words of CFG_MAX_DIM x 16 = 6144 bits, about 171
 // BRAM18 per copy, 4 copies (K and V, CFG_ATTN_KEYS / 2 each): about 342 BRAM36; the 12 exp
 // table copies (1025 even + 1025 odd knots of 32 bits each) about 24 BRAM36. QK and PV each
-// multiply CFG_MAX_DIM x CFG_ATTN_KEYS = 1536 16x16 pairs per cycle; together with the
-// matrix core's 2048 DSP48E2 that is more than the ZU9EG's 2520 unless the two loops share
-// their multipliers (they never run at the same time) or the matrix core's: an open point
-// for synthesis, not decided here.
+// multiply CFG_MAX_DIM x CFG_ATTN_KEYS = 1536 16x16 pairs per cycle on the engine's one
+// multiplier array (mac_array.h, MAC_LANES = 2048 lanes, shared with the matrix core).
 #ifndef TRILEVEL_OPS_ATTENTION_H
 #define TRILEVEL_OPS_ATTENTION_H
 
 #include "../desc.h"
+#include "../mac_array.h"
 #include "../memory.h"
 
 #define ATTN_SCORE_FRAC 27  // wide probabilities (reference SCORE_FRAC): what OP_SELECT ranks
@@ -57,6 +56,7 @@ const int ATTN_EXP_HALF = (LUT_EXP_KNOTS + 1) / 2;              // knots of one 
 const int ATTN_MAX_GROUPS = (CFG_MAX_TOKENS + CFG_ATTN_KEYS - 1) / CFG_ATTN_KEYS;
 const int ATTN_EXP_FLOOR = LUT_EXP_LO * (1 << LUT_EXP_IN_FRAC);  // -16 at 14 fractional bits
 
+static_assert(CFG_ATTN_KEYS * CFG_MAX_DIM <= MAC_LANES, "the row engine maps onto the multiplier array");
 static_assert(CFG_ATTN_KEYS % 2 == 0, "CFG_ATTN_KEYS counts key rows of dual-port copies: even");
 static_assert(1 << (2 * ATTN_TREE_LEVELS) == CFG_MAX_HEAD_DIM, "CFG_MAX_HEAD_DIM must be a power of 4");
 static_assert(CFG_MAX_DIM % CFG_MAX_HEAD_DIM == 0, "the adder tree groups channels by CFG_MAX_HEAD_DIM");
@@ -298,16 +298,27 @@ ATTN_ROWS:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = ATTN_MAX_GROUPS
             acc_t gmax[CFG_MAX_HEADS];
 #pragma HLS ARRAY_PARTITION variable = gmax complete
+            q16_t qa[MAC_LANES], kb[MAC_LANES];
+            prod_t prod[MAC_LANES];
         ATTN_QK_KEY:
             for (int u = 0; u < CFG_ATTN_KEYS; u++) {
                 const int l = g * CFG_ATTN_KEYS + u;
+                const int key = l >= len ? 0 : listed ? int(keys[l]) : l;
+            ATTN_QK_CHANNEL:
+                for (int c = 0; c < CFG_MAX_DIM; c++) {
+                    qa[u * CFG_MAX_DIM + c] = c < C ? q[c] : q16_t(0);
+                    kb[u * CFG_MAX_DIM + c] = c < C ? kbuf[u / 2][key][c] : q16_t(0);
+                }
+            }
+            mac_products(qa, kb, prod);  // the engine's one multiplier array (mac_array.h)
+        ATTN_QK_SUM:
+            for (int u = 0; u < CFG_ATTN_KEYS; u++) {
+                const int l = g * CFG_ATTN_KEYS + u;
                 const bool valid = l < len;
-                const int key = !valid ? 0 : listed ? int(keys[l]) : l;
                 acc_t tree[ATTN_TREE_LEVELS + 1][CFG_MAX_DIM];
 #pragma HLS ARRAY_PARTITION variable = tree complete dim = 0
-            ATTN_QK_CHANNEL:
-                for (int c = 0; c < CFG_MAX_DIM; c++)
-                    if (c < C) tree[0][c] = q[c] * kbuf[u / 2][key][c];
+            ATTN_QK_PRODUCT:
+                for (int c = 0; c < CFG_MAX_DIM; c++) tree[0][c] = prod[u * CFG_MAX_DIM + c];
                 acc_t s[CFG_MAX_HEADS];
                 attn_head_sums(tree, C, log4d, s);
             ATTN_QK_HEAD:
@@ -393,12 +404,22 @@ ATTN_ROWS:
                 }
                 if (valid) pwsum[l] = i32_t(sum);
             }
+            q16_t pa[MAC_LANES], vb[MAC_LANES];
+            prod_t prod[MAC_LANES];
+        ATTN_PV_OPERANDS:
+            for (int u = 0; u < CFG_ATTN_KEYS; u++) {
+                for (int c = 0; c < CFG_MAX_DIM; c++) {
+                    pa[u * CFG_MAX_DIM + c] = c < C ? p[u][c >> log2d] : q16_t(0);
+                    vb[u * CFG_MAX_DIM + c] = c < C ? vbuf[u / 2][key[u]][c] : q16_t(0);
+                }
+            }
+            mac_products(pa, vb, prod);  // the engine's one multiplier array (mac_array.h)
         ATTN_PV_CHANNEL:
             for (int c = 0; c < CFG_MAX_DIM; c++) {
                 if (c < C) {
                     acc_t t = 0;
                 ATTN_PV_LANE_KEY:
-                    for (int u = 0; u < CFG_ATTN_KEYS; u++) t += p[u][c >> log2d] * vbuf[u / 2][key[u]][c];
+                    for (int u = 0; u < CFG_ATTN_KEYS; u++) t += prod[u * CFG_MAX_DIM + c];
                     acc[c] += t;
                 }
             }
