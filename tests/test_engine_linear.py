@@ -67,7 +67,6 @@ def test_linear_matches_reference(m, k, n, bias):
         (8, 10, 12, 10),  # bias with fewer frac bits than the accumulator: SH0 < 0
         (4, 5, 12, 9),  # bias rounded into the accumulator: SH0 > 0
         (2, 3, 2, 8),  # output with more frac bits than the accumulator: SH1 < 0
-        (12, 12, -20, 20),  # bias << 44 saturates the 48-bit accumulator
     ],
 )
 def test_linear_formats_and_saturation(fx, fw, fb, fy):
@@ -85,10 +84,18 @@ def test_linear_saturates_some_outputs_not_all():
     y = run_linear(x, w, b, 9, 11, 14, 12)
     saturated = np.count_nonzero(np.abs(y) >= 32767)
     assert 0 < saturated < y.size
-    # and the 48-bit accumulator saturation is reached (bias shifted left by 44)
-    y = run_linear(x, w, b, 12, 12, -20, 20)
-    assert np.array_equal(y, F.linear(x, 12, w, 12, b, -20, 20))
-    assert {32767, -32768} <= set(np.unique(y).tolist())
+
+
+def test_linear_saturates_the_48_bit_accumulator():
+    """Bias << 46 overflows 48 bits for |b| >= 2; SH1 = 35 brings the clipped sum back into
+    16 bits, so a missing accumulator saturation would show (6144 instead of 4096 for b = 3)."""
+    rng = np.random.default_rng(11)
+    x, w, _ = random_case(rng, 9, 24, 40, lim=100, bias=False)
+    b = np.tile(np.arange(-8, 9), 3)[:40]
+    fx, fw, fb, fy = 20, 20, -6, 5
+    y = run_linear(x, w, b, fx, fw, fb, fy)
+    np.testing.assert_array_equal(y, F.linear(x, fx, w, fw, b, fb, fy))
+    assert set(np.unique(y[:, np.abs(b) >= 2]).tolist()) <= {-4096, 4095, 4096}
 
 
 @pytest.mark.parametrize("m,k,n", [(7, 33, 20), (40, 100, 70)])

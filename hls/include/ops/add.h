@@ -45,6 +45,7 @@ ADD_ROWS:
         for (int g = 0; g < groups; g++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_OUT / CFG_VU_LANES
+        ADD_LANES:
             for (int l = 0; l < CFG_VU_LANES; l++) {
                 const int i = g * CFG_VU_LANES + l;
                 if (i < n) y[i] = requant(rshift_round(wide_t(a[i]), sh0) + rshift_round(wide_t(b[i]), sh1), sh2);

@@ -28,18 +28,22 @@ inline wide_t gelu_lane(q16_t x, const knot_t even[GELU_HALF], const knot_t odd[
     const wide_t lo_i = wide_t(LUT_GELU_LO) << LUT_GELU_IN_FRAC;
     const wide_t hi_i = wide_t(LUT_GELU_HI) << LUT_GELU_IN_FRAC;
     const wide_t xi = rshift_round(wide_t(x), sh0);
-    if (xi > hi_i) return rshift_round(wide_t(x), sh2);
-    if (xi < lo_i) return 0;
-    // luts.pwl: u = xi - lo; i = u >> s; r = u mod 2^s; y = t[i] + rshift_round((t[i+1] - t[i]) r, s)
+    // luts.pwl on xi clamped to [lo, hi] (the clamp keeps the knot index in range in hardware,
+    // where all three results are computed): u = xc - lo; i = u >> s; r = u mod 2^s;
+    // T = t[i] + rshift_round((t[i+1] - t[i]) r, s)
+    const wide_t xc = xi < lo_i ? lo_i : (xi > hi_i ? hi_i : xi);
     const int s = LUT_GELU_IN_FRAC - LUT_GELU_STEP_BITS;
-    const wide_t u = xi - lo_i;
+    const wide_t u = xc - lo_i;
     const int i = int(u >> s);
     const wide_t r = u & ((wide_t(1) << s) - 1);
     const wide_t e = even[(i + 1) >> 1];  // the even knot of {i, i+1}
     const wide_t o = odd[i >> 1];         // the odd knot of {i, i+1}
     const wide_t t0 = (i & 1) ? o : e;
     const wide_t t1 = (i & 1) ? e : o;
-    return rshift_round(t0 + rshift_round((t1 - t0) * r, s), sh1);
+    const wide_t y_tab = rshift_round(t0 + rshift_round((t1 - t0) * r, s), sh1);
+    if (xi > hi_i) return rshift_round(wide_t(x), sh2);  // pass-through above 8
+    if (xi < lo_i) return 0;                             // 0 below -8
+    return y_tab;
 }
 
 /// X (M, N) int16 at fx, row stride XS; Y (M, N) int16 at fy, row stride YS.
@@ -65,6 +69,7 @@ GELU_TABLE:
     for (int i = 0; i < LUT_GELU_KNOTS; i++) {
 #pragma HLS PIPELINE II = 1
         const knot_t v = L.gelu[i];
+    GELU_TABLE_REPLICAS:
         for (int c = 0; c < GELU_REPLICAS; c++) tab[c][i & 1][i >> 1] = v;
     }
 
@@ -85,6 +90,7 @@ GELU_ROWS:
         for (int g = 0; g < groups; g++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_HIDDEN / CFG_VU_LANES
+        GELU_LANES:
             for (int l = 0; l < CFG_VU_LANES; l++) {
                 const int i = g * CFG_VU_LANES + l;
                 const int c = l / 2;

@@ -74,6 +74,7 @@ LN_ROWS:
 
         wide_t part[CFG_VU_LANES];
 #pragma HLS ARRAY_PARTITION variable = part complete
+    LN_SUM_CLEAR:
         for (int l = 0; l < CFG_VU_LANES; l++) part[l] = 0;
         // II=1: x is cyclic-partitioned by VU_LANES (one bank per lane); part[l] += ... is a
         // carried dependence through one 64-bit adder per lane (1 cycle), which allows II=1.
@@ -83,6 +84,7 @@ LN_ROWS:
         for (int g = 0; g < groups; g++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_DIM / CFG_VU_LANES
+        LN_SUM_LANES:
             for (int l = 0; l < CFG_VU_LANES; l++) {
                 const int i = g * CFG_VU_LANES + l;
                 if (i < k) part[l] += wide_t(x[i]) << LN_EXTRA_FRAC;
@@ -90,6 +92,7 @@ LN_ROWS:
         }
         const wide_t mean = rdiv(ln_tree_sum(part), k);  // one divider per row, outside the pipelines
 
+    LN_VAR_CLEAR:
         for (int l = 0; l < CFG_VU_LANES; l++) part[l] = 0;
         // II=1: as LN_SUM (d^2 < 2^48 needs a 25x25-bit multiplier per lane, pipelined).
         // One iteration: VU_LANES squared deviations added into their lanes' partial sums.
@@ -98,6 +101,7 @@ LN_ROWS:
         for (int g = 0; g < groups; g++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_DIM / CFG_VU_LANES
+        LN_VAR_LANES:
             for (int l = 0; l < CFG_VU_LANES; l++) {
                 const int i = g * CFG_VU_LANES + l;
                 if (i < k) {
@@ -117,6 +121,7 @@ LN_ROWS:
         for (int g = 0; g < groups; g++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_DIM / CFG_VU_LANES
+        LN_NORM_LANES:
             for (int l = 0; l < CFG_VU_LANES; l++) {
                 const int i = g * CFG_VU_LANES + l;
                 if (i < k) {

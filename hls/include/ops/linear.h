@@ -53,6 +53,7 @@ inline void mc_tile(const lin_xbuf_t xb, int x_word0, const lin_wbuf_t wb, int k
 MC_ZERO:
     for (int i = 0; i < CFG_MC_ROWS; i++) {
 #pragma HLS UNROLL
+    MC_ZERO_COLS:
         for (int j = 0; j < CFG_MC_COLS; j++) {
 #pragma HLS UNROLL
             acc[i][j] = 0;
@@ -122,6 +123,7 @@ LIN_STORE_ROWS:
         for (int g = 0; g < groups; g++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MC_COLS / CFG_VU_LANES
+        LIN_REQUANT_LANES:
             for (int l = 0; l < CFG_VU_LANES; l++) {
                 const int j = g * CFG_VU_LANES + l;
                 wide_t s = wide_t(acc[i][j]);
@@ -179,7 +181,8 @@ inline ap_uint<32> op_linear(word_t* mem, const word_t* wmem, ap_uint<32> mem_by
     // Ping-pong weight buffers (explicit, not DATAFLOW): in each column-tile iteration the
     // compute call reads one buffer while lin_load_w fills the other; the two calls share no
     // array and use different m_axi bundles (gmem_a for X/Y, gmem_w for W), so the scheduler
-    // runs them concurrently. C-sim runs them one after the other: same result.
+    // may start both in the same state (not checked by a synthesis run yet; if it serialises
+    // them, the pair goes into a DATAFLOW region). C-sim runs them in turn: same result.
     static lin_wbuf_t wbuf_a, wbuf_b;
 #pragma HLS ARRAY_PARTITION variable = wbuf_a complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = wbuf_b complete dim = 1
