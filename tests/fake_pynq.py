@@ -11,7 +11,9 @@ backend relies on:
 - ``allocate``: an ndarray subclass with ``device_address``, ``flush`` and ``invalidate``. The
   engine sees a separate DDR copy, so data the host forgot to flush is not seen by the engine
   and results it forgot to invalidate are not seen by the host.
-- A start runs the C-sim engine on the DDR copy. ``hang = True`` on the IP: done never rises.
+- A start runs the C-sim engine on the DDR copy. ``hang = True`` on the IP, or :data:`HANG_FROM`
+  = k (the k-th start of the process and later ones, from 1): done never rises.
+  :data:`BEFORE_START` (a function of the DDR array and the registers) may change memory first.
 """
 
 from __future__ import annotations
@@ -26,13 +28,18 @@ REGISTERS = ("mem", "wmem", "mem_bytes", "prog", "n_desc", "status", "err_tag")
 READ_ONLY = ("status", "err_tag")
 LOG: list[tuple[str, int]] = []  # every register write, by name, in order
 DDR: dict[int, np.ndarray] = {}  # device address -> the engine's view of that buffer
+HANG_FROM: int | None = None
+BEFORE_START = None
+STARTS = [0]
 _DRIVERS: dict[str, type] = {}
 _next_address = [0x6000_0000]
 
 
 def reset() -> None:
+    global HANG_FROM, BEFORE_START
     LOG.clear()
     DDR.clear()
+    HANG_FROM, BEFORE_START, STARTS[0] = None, None, 0
 
 
 class PynqBuffer(np.ndarray):
@@ -131,11 +138,14 @@ class DefaultIP(metaclass=_RegisterIP):
     def _engine_start(self) -> None:
         """ap_start: the engine runs on DDR at once (or never finishes when hanging)."""
         v = self.register_map._values
-        if self.hang:
+        STARTS[0] += 1
+        if self.hang or (HANG_FROM is not None and STARTS[0] >= HANG_FROM):
             self.busy = True
             return
         ddr = DDR[v["mem"]]
         assert v["wmem"] == v["mem"], "both m_axi bases point at the arena"
+        if BEFORE_START is not None:
+            BEFORE_START(ddr, dict(v))
         r = CSimEngine().run(ddr[: v["mem_bytes"]], v["prog"], v["n_desc"])
         v["status"], v["err_tag"] = r.status, r.err_tag
         self.done = True
