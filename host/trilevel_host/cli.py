@@ -2,6 +2,7 @@
 
     trilevel-host infer --package P --backend csim|board [--bitstream bitstreams/NAME.bit]
                         [--data fashion-mnist|DIR] [--limit N] [--output result.json]
+    trilevel-host compare [--measured RESULT.json ...]   (the paper's Table 3: compare.py)
 
 Streams test images one at a time through the engine, runs the numpy reference (the oracle)
 on the same quantised images, and reports accuracy, top-1 agreement with the oracle, and
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import load_package
+from . import compare, load_package
 from .data import DatasetError, load_idx_split, quantize_images
 from .device.base import EngineError, EngineTimeout
 from .package import PackageError
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for one start (board)"
     )
     inf.add_argument("--output", help="JSON result file")
+    compare.add_parser(sub)
     return p
 
 
@@ -186,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     from .device.board import BoardError
     from .device.csim import CSimError
 
+    if args.command == "compare":
+        try:
+            return compare.run(args)
+        except (compare.CompareError, PackageError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     try:
         result = infer(args)
     except (PackageError, DatasetError, InputError, CliError, BoardError, CSimError) as e:

@@ -424,6 +424,30 @@ LOOPS: dict[str, Loop] = {
 }
 
 
+# ---------------------------------------------------------------- what the model is run with
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The engine configuration, memory assumptions and loop table one estimate uses.
+
+    The defaults are the kernels as written: abi.json's config (config.h), :class:`Memory`,
+    :data:`LOOPS`, one accumulator bank. What-if variants (bench/engine_cycles.py) change
+    these and say so; acc_banks = 2 models a second accumulator bank in the matrix core (the
+    requantise/store of a row tile overlapping the next tile's MACs), which the kernel does
+    not have.
+    """
+
+    cfg: dict = field(default_factory=lambda: dict(config()))
+    mem: Memory = DEFAULT_MEMORY
+    loops: dict = field(default_factory=lambda: dict(LOOPS))
+    acc_banks: int = 1
+
+    @property
+    def clock_mhz(self) -> float:
+        return self.cfg["CLOCK_MHZ"]
+
+
 # ---------------------------------------------------------------- descriptors
 
 
@@ -461,20 +485,25 @@ class Desc:
 class OpCost:
     """What one descriptor costs: loop uses, cycles hidden by overlap, MACs.
 
-    cfg: the engine configuration the op was costed with (abi.json's ``config``, or a
-    what-if variant); mem: the memory assumptions.
+    settings: the configuration, memory assumptions and loop table it was costed with.
     """
 
     kind: str
     name: str = ""
-    cfg: dict = field(default_factory=config)
-    mem: Memory = DEFAULT_MEMORY
+    settings: Settings = field(default_factory=Settings)
     uses: dict[str, list[int]] = field(default_factory=dict)  # loop label -> [trips, entries]
     hidden: float = 0.0  # cycles that overlap other work (the linear's weight ping-pong)
     macs: int = 0
 
+    @property
+    def cfg(self) -> dict:
+        return self.settings.cfg
+
+    def _loop(self, label: str) -> Loop:
+        return self.settings.loops[label]
+
     def add(self, label: str, trips: int, entries: int = 1) -> None:
-        if label not in LOOPS:
+        if label not in self.settings.loops:
             raise KeyError(f"loop {label} is not in the cycle model's table")
         u = self.uses.setdefault(label, [0, 0])
         u[0] += int(trips)
@@ -482,13 +511,13 @@ class OpCost:
 
     def loop_cycles(self) -> dict[str, float]:
         """Cycles of each loop as if run alone (before overlap)."""
-        return {k: LOOPS[k].cycles(t, e, self.mem) for k, (t, e) in self.uses.items()}
+        return {k: self._loop(k).cycles(t, e, self.settings.mem) for k, (t, e) in self.uses.items()}
 
     def split(self) -> dict[str, float]:
         """Cycles as issue / fill / axi (see :meth:`Loop.split`) and -hidden."""
         out = {"issue": 0.0, "fill": 0.0, "axi": 0.0}
         for k, (t, e) in self.uses.items():
-            for part, cyc in LOOPS[k].split(t, e, self.mem).items():
+            for part, cyc in self._loop(k).split(t, e, self.settings.mem).items():
                 out[part] += cyc
         out["overlap"] = -self.hidden
         return out
@@ -501,14 +530,14 @@ class OpCost:
         """(trips, entries) per C-sim counter name, summed over the loops that feed it."""
         out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for label, (t, e) in self.uses.items():
-            c = LOOPS[label].counter
+            c = self._loop(label).counter
             if c is not None:
                 out[c][0] += t
                 out[c][1] += e
         return {k: (v[0], v[1]) for k, v in out.items()}
 
     def uses_cycles(self, uses: list[tuple[str, int, int]]) -> float:
-        return sum(LOOPS[label].cycles(t, e, self.mem) for label, t, e in uses)
+        return sum(self._loop(label).cycles(t, e, self.settings.mem) for label, t, e in uses)
 
 
 def _linear(d: Desc, c: OpCost) -> None:
@@ -520,7 +549,7 @@ def _linear(d: Desc, c: OpCost) -> None:
     c.add("LIN_LOAD_X", m * k_words, m)  # LIN_LOAD_X_ROWS: one entry per X row
     if "BIAS" in d.flags:
         c.add("LIN_LOAD_B", _ceil(n, per_beat))
-    tiles = []  # per column tile: (weight-load uses, compute uses)
+    tiles = []  # per column tile: (weight-load cycles, compute cycles after its own overlap)
     for jt in range(col_tiles):
         n_cols = min(n - jt * cols, cols)
         load = [("LIN_LOAD_W", n_cols * k_words, n_cols)]  # LIN_LOAD_W_ROWS: one entry per W row
@@ -529,14 +558,22 @@ def _linear(d: Desc, c: OpCost) -> None:
             ("LIN_REQUANT", m * _ceil(n_cols, lanes), m),  # LIN_STORE_ROWS: one entry per output row
             ("LIN_STORE_Y", m * _ceil(n_cols, per_beat), m),
         ]
-        tiles.append((load, compute))
         for label, t, e in load + compute:
             c.add(label, t, e)
+        hidden = 0.0
+        if c.settings.acc_banks > 1:  # what-if: row tile it's store overlaps row tile it+1's MACs
+            for it in range(row_tiles - 1):
+                n_rows = min(m - it * rows, rows)
+                store = [("LIN_REQUANT", n_rows * _ceil(n_cols, lanes), n_rows),
+                         ("LIN_STORE_Y", n_rows * _ceil(n_cols, per_beat), n_rows)]  # fmt: skip
+                hidden += min(c.uses_cycles(store), c.uses_cycles([("MC_K", k, 1)]))
+        c.hidden += hidden
+        tiles.append((c.uses_cycles(load), c.uses_cycles(compute) - hidden))
     # Ping-pong: the weights of tile jt+1 stream in (gmem_w) while tile jt computes and stores
     # (gmem_a), so the pair costs max(compute, load): the smaller one is hidden. (linear.h says
     # the overlap is not yet confirmed by a synthesis run.)
     for jt in range(col_tiles - 1):
-        c.hidden += min(c.uses_cycles(tiles[jt][1]), c.uses_cycles(tiles[jt + 1][0]))
+        c.hidden += min(tiles[jt][1], tiles[jt + 1][0])
     c.macs = m * n * k
 
 
@@ -674,19 +711,16 @@ OPS = {
 }
 
 
-def op_cost(
-    words: np.ndarray, name: str = "", cfg: dict | None = None, mem: Memory = DEFAULT_MEMORY
-) -> OpCost:
+def op_cost(words: np.ndarray, name: str = "", settings: Settings | None = None) -> OpCost:
     """The cost of one descriptor ((DESC_WORDS,) uint32), its fetch and dispatch included.
 
-    cfg: engine configuration (default: abi.json's, i.e. config.h); a what-if variant may
-    change lanes and tile shapes. The descriptor must be one the engine accepts (the model
-    does not repeat the op's checks).
+    settings: default the kernels as written (:class:`Settings`). The descriptor must be one
+    the engine accepts (the model does not repeat the op's checks).
     """
     d = Desc.decode(words)
     if d.kind not in OPS:
         raise ValueError(f"the cycle model has no loops for op {d.kind}")
-    c = OpCost(d.kind, name, dict(cfg or config()), mem)
+    c = OpCost(d.kind, name, settings or Settings())
     c.add("FETCH_DESC", abi()["abi"]["DESC_BYTES"] // c.cfg["AXI_BYTES"])
     c.add("OP_SETUP", 0)
     OPS[d.kind](d, c)
@@ -707,8 +741,8 @@ class ProgramCost:
         return sum(o.cycles for o in self.ops)
 
     @property
-    def clock_mhz(self) -> int:
-        return self.ops[0].cfg["CLOCK_MHZ"] if self.ops else config()["CLOCK_MHZ"]
+    def clock_mhz(self) -> float:
+        return self.ops[0].settings.clock_mhz if self.ops else config()["CLOCK_MHZ"]
 
     @property
     def ms(self) -> float:
@@ -757,9 +791,10 @@ class ProgramCost:
 
 
 def program_cost(
-    descs: np.ndarray, names: list[str] | None = None, cfg: dict | None = None, mem: Memory = DEFAULT_MEMORY
+    descs: np.ndarray, names: list[str] | None = None, settings: Settings | None = None
 ) -> ProgramCost:
     """The cost of a descriptor list ((n, DESC_WORDS) uint32); names label the ops (optional)."""
     descs = np.asarray(descs, dtype=np.uint32).reshape(-1, abi()["abi"]["DESC_WORDS"])
     names = names or [""] * len(descs)
-    return ProgramCost([op_cost(w, nm, cfg, mem) for w, nm in zip(descs, names, strict=True)])
+    settings = settings or Settings()
+    return ProgramCost([op_cost(w, nm, settings) for w, nm in zip(descs, names, strict=True)])
