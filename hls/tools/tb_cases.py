@@ -131,9 +131,9 @@ BASES: dict[str, OpBase] = {
             T("Y", lambda f: (f["P1"] + f["N"], f["K"]), "YS", output=True),
         ),
     ),
-    # one 16x16 channel cut into four 8x8 patches
+    # one 16x16 channel cut into four 8x8 patches (M and N say so too, for an op that checks them)
     "PATCHIFY": OpBase(
-        dict(P0=1, P1=16, P2=8),
+        dict(P0=1, P1=16, P2=8, M=4, N=64),
         (
             T("X", lambda f: (f["P0"] * f["P1"], f["P1"]), "XS"),
             T("Y", lambda f: ((f["P1"] // max(f["P2"], 1)) ** 2, f["P0"] * f["P2"] ** 2), "YS", output=True),
@@ -281,7 +281,14 @@ BAD_DESCRIPTORS: list[Bad] = [
     *[Bad(f"{op.lower()}_x_past_end", op, {"X": PAST_END}, "BAD_ADDRESS") for op in OPS],
     *[Bad(f"{op.lower()}_x_misaligned", op, {"X": MISALIGNED}, "BAD_ADDRESS") for op in OPS],
     *[Bad(f"{op.lower()}_y_wraps", op, {"Y": 0xFFFFFFF0}, "BAD_ADDRESS") for op in STRIDED],
-    *[Bad(f"{op.lower()}_x_stride_short", op, {"XS": 0}, "BAD_ADDRESS") for op in STRIDED],
+    *[
+        Bad(f"{op.lower()}_x_stride_short", op, {"XS": 0}, "BAD_ADDRESS")
+        for op in STRIDED
+        if op != "PATCHIFY"
+    ],
+    Bad(
+        "patchify_x_stride_short", "PATCHIFY", {"XS": 0}, ("BAD_ADDRESS", "BAD_PARAM")
+    ),  # XS is also P1 padded
 ]
 
 
