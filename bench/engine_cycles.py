@@ -83,6 +83,12 @@ def what_ifs() -> list[tuple[str, str, Callable[[cm.Settings], cm.Settings]]]:
             lambda s: dataclasses.replace(s, cfg={**s.cfg, "MC_ROWS": 16, "MC_COLS": 128}),
         ),
         (
+            "SEL_LANES 128",
+            "config.h CFG_SEL_LANES 128: the TA-Selector's rank counting compares 128 candidates per "
+            "cycle (comparators in LUTs; the connection-level top-k of every kept row dominates SELECT)",
+            lambda s: dataclasses.replace(s, cfg={**s.cfg, "SEL_LANES": 128}),
+        ),
+        (
             "AXI round trips hidden",
             "every burst's address issued ahead of its use (prefetch of the next row / DATAFLOW "
             "between load, compute and store; no wait for write responses per row)",

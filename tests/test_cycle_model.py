@@ -5,7 +5,7 @@ the values) runs descriptor by descriptor through the C-sim; after each, every S
 (trips and loop entries) must equal what host/trilevel_host/engine/cycle_model.py computes
 from that descriptor. Dense and with TA-Selectors (R_T 0.7, R_A 0.3). A few single ops cover
 what the tiny model does not reach (a 224x224 PATCHIFY, row and column tiles of DeiT size,
-LayerNorm's CACHE, attention's PROBS).
+LayerNorm's CACHE, attention's PROBS), and a whole DeiT-T/0.7 forward is checked in one start.
 """
 
 from __future__ import annotations
@@ -56,6 +56,19 @@ def test_model_counts_equal_csim_counters_for_every_op_of_a_tiny_vit_forward(kee
         expected |= {"SELECT", "GATHER"}
         assert any("SPARSE" in op.flags for op in prog.forward)
     assert expected <= kinds
+
+
+def test_whole_deit_tiny_forward_at_0_7_in_one_start():
+    """DeiT-T/224 Tri-Level/0.7 (R_A 0.3) in one start: the counter totals equal the model's (~15 s)."""
+    prog = build_program(synthetic_package("deit_tiny_patch16_224", token_keep=0.7, attn_keep=0.3))
+    arena = prog.image.copy()
+    addr, n = prog.program("forward")
+    eng = engine()
+    eng.reset_counters()
+    assert eng.run(arena, addr, n).ok
+    descs = arena[addr : addr + n * abi()["abi"]["DESC_BYTES"]].view(np.uint32).reshape(n, -1)
+    model = cm.program_cost(descs).counters()
+    assert eng.counters() == {k: model.get(k, (0, 0)) for k in abi()["counters"] if k != "COUNT"}
 
 
 def _single(p: Program) -> None:
