@@ -156,6 +156,7 @@ def build_rows(gpu_path: Path, measured: dict[tuple[str, float], float]) -> tupl
                     "estimated_infer_ms": est_infer,
                     "estimated_train_ms": None,
                     "mac_array_bound_ms": cost.mac_array_bound_ms(),
+                    "estimated_infer_ms_by_op_kind": {k: cm_ms(cost, v) for k, v in cost.by_kind().items()},
                     "engine_macs": cost.macs,
                     "macs_saving": 1.0 - cost.macs / dense_macs,
                     "paper_infer_ms": paper.get("infer_ms"),

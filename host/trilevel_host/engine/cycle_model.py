@@ -275,7 +275,9 @@ LOOPS: dict[str, Loop] = {
             1,
             3,
             "attention.h: II=1, one qkv beat per cycle into the krow/vrow registers; each copy gets "
-            "one wide write per token (one burst per op: rows follow at stride XS)",
+            "one wide write per token. Priced as one burst per op; the flattened loop's address "
+            "jumps by XS between tokens, and if HLS issues single-beat reads instead, 8 outstanding "
+            "reads (engine.cpp) against the round trip would make it several times slower",
             "read",
         ),
         _mem("ATTN_LOAD_LIST", "MEM_READ", "read", "op_attention (a patch row's connection list)"),
@@ -416,8 +418,8 @@ LOOPS: dict[str, Loop] = {
             1,
             3,
             "gather.h: II=1, the read and write channels of the m_axi port are independent and no "
-            "beat reads what an earlier iteration wrote (DEPENDENCE pragma); one read and one write "
-            "burst per op",
+            "beat reads what an earlier iteration wrote (DEPENDENCE pragma). Priced as one read and "
+            "one write burst per op (the same single-beat risk as ATTN_KV_LOAD)",
             "copy",
         ),
     ]
