@@ -94,7 +94,10 @@ def test_bitstream_problems(capsys, tmp_path, package, pynq):
 def test_images_of_the_wrong_size(capsys, tmp_path, package):
     write_split(tmp_path / "data", np.zeros((3, 32, 32)), np.zeros(3))
     rc, _, err = run(capsys, "--package", package, "--data", tmp_path / "data", "--limit", 2)
-    assert rc == 2 and "images are (1, 32, 32) (channels, height, width) but the package takes (1, 28, 28)" in err
+    assert (
+        rc == 2
+        and "images are (1, 32, 32) (channels, height, width) but the package takes (1, 28, 28)" in err
+    )
     one_error_line(err)
 
 
