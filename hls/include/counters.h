@@ -10,6 +10,20 @@
 #define CNT_MEM_READ 0      // m_axi beats read by load_i16/load_i32
 #define CNT_MEM_WRITE 1     // m_axi beats written by store_i16/store_i32
 #define CNT_DESC_READ 2     // descriptors fetched
+// forward: linear, patchify, add, layernorm, gelu (8-23)
+#define CNT_LIN_LOAD_X 8    // LINEAR: X beats copied on chip (one per row beat)
+#define CNT_LIN_LOAD_W 9    // LINEAR: weight beats streamed from wmem (one per row beat of W)
+#define CNT_LIN_MAC 10      // LINEAR: K steps of the MAC array (one per output tile and k)
+#define CNT_LIN_REQUANT 11  // LINEAR: requantisation, CFG_VU_LANES outputs of one row per iteration
+#define CNT_PATCH_BAND 12   // PATCHIFY: image beats read into the band buffer
+#define CNT_PATCH_WORDS 13  // PATCHIFY (P2 a multiple of 8): patch beats written, one per iteration
+#define CNT_PATCH_PIXELS 14 // PATCHIFY (other P2): patch values gathered, one per iteration
+#define CNT_ADD 15          // ADD: CFG_VU_LANES sums per iteration
+#define CNT_LN_SUM 16       // LAYERNORM: CFG_VU_LANES values summed per iteration
+#define CNT_LN_VAR 17       // LAYERNORM: CFG_VU_LANES squared deviations summed per iteration
+#define CNT_LN_NORM 18      // LAYERNORM: CFG_VU_LANES normalised outputs per iteration
+#define CNT_GELU_TABLE 19   // GELU: table knots copied into the lane replicas, one per iteration
+#define CNT_GELU 20         // GELU: CFG_VU_LANES outputs per iteration
 // backward ops (40-95): a loop of a two-pass op (grad_format.h) counts its max pass(es) under
 // the _MAXP id and its write pass under the plain one, so the cost of choosing the gradient
 // formats at run time reads straight off the counters

@@ -1,10 +1,105 @@
-// OP_GELU: NOT IMPLEMENTED YET (placeholder so the walker builds; replaced by the real op).
+// OP_GELU: Y = gelu(X) by the piecewise-linear table on [-8, 8] (reference ops_forward.gelu).
+//
+// xi = rshift_round(x, SH0) at the table's 14 fractional bits; inside [-8, 8] the output is
+// rshift_round(T_gelu(xi), SH1), above 8 the input passes (rshift_round(x, SH2)), below -8 it
+// is 0; saturated to 16 bits.
+//
+// CFG_VU_LANES lookups per cycle need VU_LANES table reads of two adjacent knots each. The
+// shared table (Luts::gelu, one BRAM) cannot serve that, so the op first copies the knots
+// into VU_LANES/2 replicas, each split into even and odd knots: a lookup of segment i reads
+// knot i from one parity bank and knot i+1 from the other, and a dual-port bank serves two
+// lanes. The copy costs LUT_GELU_KNOTS cycles per op; estimate: the GELU of a DeiT-S fc1 output
+// (197 x 1536) takes about 95k cycles (per row 192 beats in, 96 groups, 192 beats out).
 #ifndef TRILEVEL_OPS_GELU_H
 #define TRILEVEL_OPS_GELU_H
 
 #include "../desc.h"
 #include "../memory.h"
 
-inline ap_uint<32> op_gelu(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, const Luts& L) { return ST_BAD_OPCODE; }
+static const int GELU_REPLICAS = CFG_VU_LANES / 2;      // two lanes per dual-port replica
+static const int GELU_HALF = (LUT_GELU_KNOTS + 1) / 2;  // knots per parity bank
+static_assert(CFG_VU_LANES % 2 == 0, "GELU lanes come in pairs (one dual-port table replica each)");
+
+typedef knot_t gelu_tab_t[GELU_REPLICAS][2][GELU_HALF];  // [replica][parity][knot / 2]
+
+/// One GELU output before saturation. x: int16 at fx; even/odd: the lane's replica (knots 2i, 2i+1).
+inline wide_t gelu_lane(q16_t x, const knot_t even[GELU_HALF], const knot_t odd[GELU_HALF], int sh0, int sh1, int sh2) {
+#pragma HLS INLINE
+    const wide_t lo_i = wide_t(LUT_GELU_LO) << LUT_GELU_IN_FRAC;
+    const wide_t hi_i = wide_t(LUT_GELU_HI) << LUT_GELU_IN_FRAC;
+    const wide_t xi = rshift_round(wide_t(x), sh0);
+    // luts.pwl on xi clamped to [lo, hi] (the clamp keeps the knot index in range in hardware,
+    // where all three results are computed): u = xc - lo; i = u >> s; r = u mod 2^s;
+    // T = t[i] + rshift_round((t[i+1] - t[i]) r, s)
+    const wide_t xc = xi < lo_i ? lo_i : (xi > hi_i ? hi_i : xi);
+    const int s = LUT_GELU_IN_FRAC - LUT_GELU_STEP_BITS;
+    const wide_t u = xc - lo_i;
+    const int i = int(u >> s);
+    const wide_t r = u & ((wide_t(1) << s) - 1);
+    const wide_t e = even[(i + 1) >> 1];  // the even knot of {i, i+1}
+    const wide_t o = odd[i >> 1];         // the odd knot of {i, i+1}
+    const wide_t t0 = (i & 1) ? o : e;
+    const wide_t t1 = (i & 1) ? e : o;
+    const wide_t y_tab = rshift_round(t0 + rshift_round((t1 - t0) * r, s), sh1);
+    if (xi > hi_i) return rshift_round(wide_t(x), sh2);  // pass-through above 8
+    if (xi < lo_i) return 0;                             // 0 below -8
+    return y_tab;
+}
+
+/// X (M, N) int16 at fx, row stride XS; Y (M, N) int16 at fy, row stride YS.
+/// SH0 = fx - 14, SH1 = 16 - fy, SH2 = fx - fy. M <= CFG_MAX_TOKENS, N <= CFG_MAX_HIDDEN.
+inline ap_uint<32> op_gelu(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, const Luts& L) {
+    const ap_uint<32> m_u = d.u(DW_M), n_u = d.u(DW_N);
+    if (m_u == 0 || m_u > CFG_MAX_TOKENS || n_u == 0 || n_u > CFG_MAX_HIDDEN) return ST_BAD_SIZE;
+    const int m = int(m_u), n = int(n_u);
+    if (!tensor_ok(d.u(DW_X), m, d.u(DW_XS), n, 2, mem_bytes) || !tensor_ok(d.u(DW_Y), m, d.u(DW_YS), n, 2, mem_bytes))
+        return ST_BAD_ADDRESS;
+    const int sh0 = d.s(DW_SH0), sh1 = d.s(DW_SH1), sh2 = d.s(DW_SH2);
+    const addr_t x_addr = d.u(DW_X), y_addr = d.u(DW_Y);
+    const addr_t xs = d.u(DW_XS), ys = d.u(DW_YS);
+
+    static gelu_tab_t tab;
+#pragma HLS ARRAY_PARTITION variable = tab complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = tab complete dim = 2
+#pragma HLS BIND_STORAGE variable = tab type = ram_2p impl = bram
+    // II=1: one read of the shared table per cycle; each replica bank gets one write.
+    // One iteration: knot i into every replica.
+    SIM_LOOP(CNT_GELU_TABLE, LUT_GELU_KNOTS);
+GELU_TABLE:
+    for (int i = 0; i < LUT_GELU_KNOTS; i++) {
+#pragma HLS PIPELINE II = 1
+        const knot_t v = L.gelu[i];
+    GELU_TABLE_REPLICAS:
+        for (int c = 0; c < GELU_REPLICAS; c++) tab[c][i & 1][i >> 1] = v;
+    }
+
+    q16_t x[CFG_MAX_HIDDEN], y[CFG_MAX_HIDDEN];
+#pragma HLS ARRAY_PARTITION variable = x cyclic factor = CFG_VU_LANES
+#pragma HLS ARRAY_PARTITION variable = y cyclic factor = CFG_VU_LANES
+    const int groups = (n + CFG_VU_LANES - 1) / CFG_VU_LANES;
+GELU_ROWS:
+    for (int r = 0; r < m; r++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
+        load_i16<CFG_MAX_HIDDEN>(mem, x_addr + addr_t(r) * xs * 2, n, x);
+        // II=1: x and y are cyclic-partitioned by VU_LANES (distinct banks per group); lane l
+        // reads replica l/2, whose two parity banks each see two reads per cycle (one per
+        // lane of the pair) on their two ports. No carried dependence. One iteration:
+        // VU_LANES outputs.
+        SIM_LOOP(CNT_GELU, groups);
+    GELU:
+        for (int g = 0; g < groups; g++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_HIDDEN / CFG_VU_LANES
+        GELU_LANES:
+            for (int l = 0; l < CFG_VU_LANES; l++) {
+                const int i = g * CFG_VU_LANES + l;
+                const int c = l / 2;
+                if (i < n) y[i] = sat16(gelu_lane(x[i], tab[c][0], tab[c][1], sh0, sh1, sh2));
+            }
+        }
+        store_i16<CFG_MAX_HIDDEN>(mem, y_addr + addr_t(r) * ys * 2, n, y);
+    }
+    return ST_DONE;
+}
 
 #endif

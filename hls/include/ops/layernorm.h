@@ -1,10 +1,146 @@
-// OP_LAYERNORM: NOT IMPLEMENTED YET (placeholder so the walker builds; replaced by the real op).
+// OP_LAYERNORM: LayerNorm over each row's K channels (reference ops_forward.layernorm).
+//
+// On x widened by 8 fractional bits (fd = fx + 8): mean = rdiv(sum x 2^8, K); d = x 2^8 - mean
+// (|d| < 2^24); var = rdiv(sum d^2, K) (< 2^48); (r, sh) = rsqrt(var + eps_i) by the table;
+// n = rshift_round(d r, sh - 14) (NORM_FRAC 14, |n| <= ~sqrt(K) 2^14, wider than 16 bits);
+// y = requant(n g + rshift_round(beta, SH0), SH1).
+//
+// Per row, on the vector unit: three passes over the row buffer (sum, squared deviations,
+// normalise), CFG_VU_LANES elements per cycle each, with per-lane partial sums and an adder
+// tree. The two divisions (mean, var) and the rsqrt are one per row, between the passes.
+// Flag CACHE also writes what the backward keeps: n (int32, 14 fractional bits) and (r, sh).
 #ifndef TRILEVEL_OPS_LAYERNORM_H
 #define TRILEVEL_OPS_LAYERNORM_H
 
 #include "../desc.h"
 #include "../memory.h"
 
-inline ap_uint<32> op_layernorm(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d, const Luts& L) { return ST_BAD_OPCODE; }
+static const int LN_EXTRA_FRAC = 8;  // x is widened by 8 fractional bits (the mean's precision)
+static const int LN_NORM_FRAC = 14;  // n's fractional bits
+
+/// Sum of the VU_LANES partial sums: a balanced adder tree once the row is done.
+inline wide_t ln_tree_sum(const wide_t part[CFG_VU_LANES]) {
+#pragma HLS INLINE
+    wide_t s = 0;
+LN_TREE:
+    for (int l = 0; l < CFG_VU_LANES; l++) {
+#pragma HLS UNROLL
+        s += part[l];
+    }
+    return s;
+}
+
+/// X (M, K) int16 at fx, row stride XS; W gamma (K) int16 at fg; B beta (K) int16 at fbeta
+/// (both through the weight port); Y (M, K) int16 at fy, row stride YS.
+/// SH0 = fbeta - (14 + fg), SH1 = 14 + fg - fy; E0/E1 eps_i = max(1, round(eps 2^(2 fd))),
+/// which must be below 2^52 (so var + eps_i stays below 2^53, where the reference's
+/// mantissa is exact). Flag CACHE: AUX0 int32 n (M, K) row stride AS, at 14 fractional bits;
+/// AUX1 int32 (M, 2) (r, sh) per row, one beat per row (2 values padded to CFG_I32_PER_WORD).
+/// M <= CFG_MAX_TOKENS, K <= CFG_MAX_DIM.
+inline ap_uint<32> op_layernorm(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d, const Luts& L) {
+    const ap_uint<32> m_u = d.u(DW_M), k_u = d.u(DW_K);
+    if (m_u == 0 || m_u > CFG_MAX_TOKENS || k_u == 0 || k_u > CFG_MAX_DIM) return ST_BAD_SIZE;
+    const int m = int(m_u), k = int(k_u);
+    const wide_t eps = d.e64();
+    if (eps < 1 || eps >= (wide_t(1) << 52)) return ST_BAD_PARAM;
+    const bool cache = d.has(FLAG_CACHE);
+    if (!tensor_ok(d.u(DW_X), m, d.u(DW_XS), k, 2, mem_bytes) || !tensor_ok(d.u(DW_W), 1, k, k, 2, mem_bytes) ||
+        !tensor_ok(d.u(DW_B), 1, k, k, 2, mem_bytes) || !tensor_ok(d.u(DW_Y), m, d.u(DW_YS), k, 2, mem_bytes))
+        return ST_BAD_ADDRESS;
+    if (cache && (!tensor_ok(d.u(DW_AUX0), m, d.u(DW_AS), k, 4, mem_bytes) ||
+                  !tensor_ok(d.u(DW_AUX1), m, CFG_I32_PER_WORD, 2, 4, mem_bytes)))
+        return ST_BAD_ADDRESS;
+    const int sh0 = d.s(DW_SH0), sh1 = d.s(DW_SH1);
+    const addr_t x_addr = d.u(DW_X), y_addr = d.u(DW_Y), n_addr = d.u(DW_AUX0), rs_addr = d.u(DW_AUX1);
+    const addr_t xs = d.u(DW_XS), ys = d.u(DW_YS), as = d.u(DW_AS);
+
+    q16_t gamma[CFG_MAX_DIM], beta[CFG_MAX_DIM], x[CFG_MAX_DIM], y[CFG_MAX_DIM];
+    i32_t nrow[CFG_MAX_DIM];
+    i32_t rs[CFG_I32_PER_WORD];
+#pragma HLS ARRAY_PARTITION variable = gamma cyclic factor = CFG_VU_LANES
+#pragma HLS ARRAY_PARTITION variable = beta cyclic factor = CFG_VU_LANES
+#pragma HLS ARRAY_PARTITION variable = x cyclic factor = CFG_VU_LANES
+#pragma HLS ARRAY_PARTITION variable = y cyclic factor = CFG_VU_LANES
+#pragma HLS ARRAY_PARTITION variable = nrow cyclic factor = CFG_VU_LANES
+#pragma HLS ARRAY_PARTITION variable = rs complete
+    load_i16<CFG_MAX_DIM>(wmem, d.u(DW_W), k, gamma);
+    load_i16<CFG_MAX_DIM>(wmem, d.u(DW_B), k, beta);
+    const int groups = (k + CFG_VU_LANES - 1) / CFG_VU_LANES;
+
+LN_ROWS:
+    for (int row = 0; row < m; row++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
+        load_i16<CFG_MAX_DIM>(mem, x_addr + addr_t(row) * xs * 2, k, x);
+
+        wide_t part[CFG_VU_LANES];
+#pragma HLS ARRAY_PARTITION variable = part complete
+    LN_SUM_CLEAR:
+        for (int l = 0; l < CFG_VU_LANES; l++) part[l] = 0;
+        // II=1: x is cyclic-partitioned by VU_LANES (one bank per lane); part[l] += ... is a
+        // carried dependence through one 64-bit adder per lane (1 cycle), which allows II=1.
+        // One iteration: VU_LANES elements added into their lanes' partial sums.
+        SIM_LOOP(CNT_LN_SUM, groups);
+    LN_SUM:
+        for (int g = 0; g < groups; g++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_DIM / CFG_VU_LANES
+        LN_SUM_LANES:
+            for (int l = 0; l < CFG_VU_LANES; l++) {
+                const int i = g * CFG_VU_LANES + l;
+                if (i < k) part[l] += wide_t(x[i]) << LN_EXTRA_FRAC;
+            }
+        }
+        const wide_t mean = rdiv(ln_tree_sum(part), k);  // one divider per row, outside the pipelines
+
+    LN_VAR_CLEAR:
+        for (int l = 0; l < CFG_VU_LANES; l++) part[l] = 0;
+        // II=1: as LN_SUM (d^2 < 2^48 needs a 25x25-bit multiplier per lane, pipelined).
+        // One iteration: VU_LANES squared deviations added into their lanes' partial sums.
+        SIM_LOOP(CNT_LN_VAR, groups);
+    LN_VAR:
+        for (int g = 0; g < groups; g++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_DIM / CFG_VU_LANES
+        LN_VAR_LANES:
+            for (int l = 0; l < CFG_VU_LANES; l++) {
+                const int i = g * CFG_VU_LANES + l;
+                if (i < k) {
+                    const wide_t dev = (wide_t(x[i]) << LN_EXTRA_FRAC) - mean;
+                    part[l] += dev * dev;
+                }
+            }
+        }
+        const wide_t var = rdiv(ln_tree_sum(part), k);
+        int sh;
+        const wide_t r = rsqrt(L, var + eps, sh);  // 1/sqrt(var + eps) = r 2^-sh, r <= 2^24
+
+        // II=1: x, gamma, beta, y, nrow are cyclic-partitioned by VU_LANES; elements are
+        // independent. One iteration: VU_LANES normalised values and outputs.
+        SIM_LOOP(CNT_LN_NORM, groups);
+    LN_NORM:
+        for (int g = 0; g < groups; g++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_DIM / CFG_VU_LANES
+        LN_NORM_LANES:
+            for (int l = 0; l < CFG_VU_LANES; l++) {
+                const int i = g * CFG_VU_LANES + l;
+                if (i < k) {
+                    const wide_t dev = (wide_t(x[i]) << LN_EXTRA_FRAC) - mean;
+                    const wide_t nv = rshift_round(dev * r, sh - LN_NORM_FRAC);  // |d r| < 2^48
+                    y[i] = requant(nv * gamma[i] + rshift_round(wide_t(beta[i]), sh0), sh1);
+                    nrow[i] = i32_t(nv);
+                }
+            }
+        }
+        store_i16<CFG_MAX_DIM>(mem, y_addr + addr_t(row) * ys * 2, k, y);
+        if (cache) {
+            store_i32<CFG_MAX_DIM>(mem, n_addr + addr_t(row) * as * 4, k, nrow);
+            rs[0] = i32_t(r);
+            rs[1] = i32_t(sh);
+            store_i32<CFG_I32_PER_WORD>(mem, rs_addr + addr_t(row) * CFG_AXI_BYTES, 2, rs);
+        }
+    }
+    return ST_DONE;
+}
 
 #endif

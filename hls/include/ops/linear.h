@@ -1,10 +1,228 @@
-// OP_LINEAR: NOT IMPLEMENTED YET (placeholder so the walker builds; replaced by the real op).
+// OP_LINEAR: Y = requant(sat48(X W^T + rshift_round(B, SH0)), SH1) on the matrix core.
+//
+// The matrix core is an output-stationary CFG_MC_ROWS x CFG_MC_COLS array of 16x16-bit MACs
+// with 48-bit accumulators (DSP48E2 P registers): one output tile of MC_ROWS token rows by
+// MC_COLS output features, K streamed one step per cycle. Loop order, chosen so that every
+// weight is read from DDR exactly once per op:
+//
+//   X (M x K) -> xbuf, once per op (gmem_a)
+//   for each column tile jt of MC_COLS output features:
+//       [weight tile jt+1 streams from wmem (gmem_w) into the other weight buffer]
+//       for each row tile of MC_ROWS tokens:  mc_tile (K cycles), then requantise + store rows
+//
+// On-chip buffers hold whole 128-bit beats: a load writes one beat per cycle into one bank,
+// and the MAC loop reads one beat per bank per cycle and picks lane k % 8 of it. A buffer of
+// q16 values would need a second cyclic partition by 8 to take a beat per cycle (8x the banks).
 #ifndef TRILEVEL_OPS_LINEAR_H
 #define TRILEVEL_OPS_LINEAR_H
 
 #include "../desc.h"
 #include "../memory.h"
 
-inline ap_uint<32> op_linear(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d) { return ST_BAD_OPCODE; }
+// Derived sizes (all from config.h).
+static const int LIN_K_WORDS = (CFG_MAX_K + CFG_I16_PER_WORD - 1) / CFG_I16_PER_WORD;  // beats of one X/W row
+static const int LIN_ROW_TILES = (CFG_MAX_TOKENS + CFG_MC_ROWS - 1) / CFG_MC_ROWS;     // row tiles of X
+static const int LIN_X_WORDS = LIN_ROW_TILES * LIN_K_WORDS;                            // beats per X bank
+static const int LIN_COL_TILES = (CFG_MAX_OUT + CFG_MC_COLS - 1) / CFG_MC_COLS;
+
+static_assert(CFG_MC_COLS % CFG_VU_LANES == 0, "requantisation groups must tile an output tile");
+static_assert(CFG_MC_COLS % CFG_I16_PER_WORD == 0, "column tiles must start on a beat");
+
+typedef word_t lin_xbuf_t[CFG_MC_ROWS][LIN_X_WORDS];  // bank i: X rows i, i + MC_ROWS, ... (beats)
+typedef word_t lin_wbuf_t[CFG_MC_COLS][LIN_K_WORDS];  // bank j: W row jt * MC_COLS + j (beats)
+
+/// Lane `lane` (0..CFG_I16_PER_WORD-1) of a beat as an int16.
+inline q16_t beat_lane(const word_t& w, int lane) {
+#pragma HLS INLINE
+    return q16_t(w.range(16 * lane + 15, 16 * lane));
+}
+
+/// The MAC array: acc[i][j] = sum_k x[i][k] w[j][k] over k < k_len for one output tile.
+/// xb:     X beats, bank i holds tile row i; this tile's rows start at beat x_word0 of each bank.
+/// wb:     W beats of the current column tile, bank j holds output feature j (int16 at fw).
+/// acc:    (MC_ROWS, MC_COLS) exact sums at fx + fw (|acc| < K 2^30 < 2^41: never saturates).
+/// One matrix core for the whole engine: the attention op calls this same function, and the
+/// top shares its DSPs between the call sites with
+///   #pragma HLS ALLOCATION function instances = mc_tile limit = 1
+inline void mc_tile(const lin_xbuf_t xb, int x_word0, const lin_wbuf_t wb, int k_len,
+                    acc_t acc[CFG_MC_ROWS][CFG_MC_COLS]) {
+#pragma HLS INLINE off
+#pragma HLS ARRAY_PARTITION variable = xb complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = wb complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 0
+MC_ZERO:
+    for (int i = 0; i < CFG_MC_ROWS; i++) {
+#pragma HLS UNROLL
+    MC_ZERO_COLS:
+        for (int j = 0; j < CFG_MC_COLS; j++) {
+#pragma HLS UNROLL
+            acc[i][j] = 0;
+        }
+    }
+    // II=1: per cycle each of the MC_ROWS X banks and MC_COLS W banks (complete partition on
+    // dim 1) is read once (one beat; the lane is picked by a mux on k % 8); acc is completely
+    // partitioned into registers, and acc[i][j] += x w is a 1-cycle loop-carried dependence
+    // on its own register (the DSP48E2 accumulates in its P register), so nothing stalls.
+    // One iteration: one k step of every MAC in the tile.
+    SIM_LOOP(CNT_LIN_MAC, k_len);
+MC_K:
+    for (int k = 0; k < k_len; k++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_K
+        const int word = k / CFG_I16_PER_WORD;
+        const int lane = k % CFG_I16_PER_WORD;
+        q16_t xv[CFG_MC_ROWS];
+        q16_t wv[CFG_MC_COLS];
+    MC_READ_X:
+        for (int i = 0; i < CFG_MC_ROWS; i++) xv[i] = beat_lane(xb[i][x_word0 + word], lane);
+    MC_READ_W:
+        for (int j = 0; j < CFG_MC_COLS; j++) wv[j] = beat_lane(wb[j][word], lane);
+    MC_MAC_ROWS:
+        for (int i = 0; i < CFG_MC_ROWS; i++) {
+        MC_MAC_COLS:
+            for (int j = 0; j < CFG_MC_COLS; j++) acc[i][j] += xv[i] * wv[j];
+        }
+    }
+}
+
+/// Streams the W rows of column tile jt (n_cols <= MC_COLS rows of k_words beats) into wb.
+inline void lin_load_w(const word_t* wmem, addr_t w_addr, int ws, int jt, int n_cols, int k_words, lin_wbuf_t wb) {
+#pragma HLS INLINE off
+LIN_LOAD_W_ROWS:
+    for (int j = 0; j < n_cols; j++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MC_COLS
+        const addr_t row = w_addr / CFG_AXI_BYTES + addr_t(jt * CFG_MC_COLS + j) * ws / CFG_I16_PER_WORD;
+        // II=1: one wmem beat read (a burst along the row) and one write into bank j.
+        // One iteration: one beat of one weight row.
+        SIM_LOOP(CNT_LIN_LOAD_W, k_words);
+    LIN_LOAD_W:
+        for (int b = 0; b < k_words; b++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = LIN_K_WORDS
+            wb[j][b] = wmem[row + b];
+        }
+    }
+}
+
+/// Requantises and stores the output tile (rows it*MC_ROWS.., columns jt*MC_COLS..).
+inline void lin_store_tile(word_t* mem, const acc_t acc[CFG_MC_ROWS][CFG_MC_COLS], const q16_t bias[CFG_MAX_OUT],
+                           bool has_bias, int sh0, int sh1, addr_t y_addr, int ys, int it, int jt, int n_rows,
+                           int n_cols) {
+#pragma HLS INLINE
+    q16_t yrow[CFG_MC_COLS];
+#pragma HLS ARRAY_PARTITION variable = yrow cyclic factor = CFG_VU_LANES
+    const int groups = (n_cols + CFG_VU_LANES - 1) / CFG_VU_LANES;
+LIN_STORE_ROWS:
+    for (int i = 0; i < n_rows; i++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MC_ROWS
+        // II=1: acc is registers (one VU_LANES-wide mux per iteration), bias and yrow are
+        // cyclic-partitioned by VU_LANES so the VU_LANES consecutive columns of one group sit
+        // in distinct banks; no loop-carried dependence. One iteration: VU_LANES outputs.
+        SIM_LOOP(CNT_LIN_REQUANT, groups);
+    LIN_REQUANT:
+        for (int g = 0; g < groups; g++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MC_COLS / CFG_VU_LANES
+        LIN_REQUANT_LANES:
+            for (int l = 0; l < CFG_VU_LANES; l++) {
+                const int j = g * CFG_VU_LANES + l;
+                wide_t s = wide_t(acc[i][j]);
+                const int col = jt * CFG_MC_COLS + j;
+                if (has_bias && col < CFG_MAX_OUT) s += rshift_round(wide_t(bias[col]), sh0);
+                yrow[j] = requant(sat_acc(s), sh1);
+            }
+        }
+        const addr_t row = y_addr + (addr_t(it * CFG_MC_ROWS + i) * ys + jt * CFG_MC_COLS) * 2;
+        store_i16<CFG_MC_COLS>(mem, row, n_cols, yrow);
+    }
+}
+
+/// Computes and stores every row tile of column tile jt from the weights in wb.
+inline void lin_col_tile(word_t* mem, const lin_xbuf_t xb, const lin_wbuf_t wb, const q16_t bias[CFG_MAX_OUT],
+                         bool has_bias, int sh0, int sh1, addr_t y_addr, int ys, int m, int n, int k, int jt) {
+#pragma HLS INLINE off
+    acc_t acc[CFG_MC_ROWS][CFG_MC_COLS];
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 0
+    const int n_cols = n - jt * CFG_MC_COLS < CFG_MC_COLS ? n - jt * CFG_MC_COLS : CFG_MC_COLS;
+    const int row_tiles = (m + CFG_MC_ROWS - 1) / CFG_MC_ROWS;
+LIN_ROW_TILES_LOOP:
+    for (int it = 0; it < row_tiles; it++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = LIN_ROW_TILES
+        // The requantisation of a tile does not overlap the next tile's K loop (one set of
+        // accumulators): it costs n_rows * (MC_COLS/VU_LANES + MC_COLS/8) cycles per tile.
+        mc_tile(xb, it * LIN_K_WORDS, wb, k, acc);
+        const int n_rows = m - it * CFG_MC_ROWS < CFG_MC_ROWS ? m - it * CFG_MC_ROWS : CFG_MC_ROWS;
+        lin_store_tile(mem, acc, bias, has_bias, sh0, sh1, y_addr, ys, it, jt, n_rows, n_cols);
+    }
+}
+
+/// X (M, K) int16 at fx, row stride XS; W (N, K) int16 at fw, row stride WS (read through wmem);
+/// B (N) int16 at fb when flag BIAS; Y (M, N) int16 at fy, row stride YS.
+/// SH0 = fb - (fx + fw) (bias into the accumulator), SH1 = fx + fw - fy.
+/// M <= CFG_MAX_TOKENS, K <= CFG_MAX_K, N <= CFG_MAX_OUT.
+inline ap_uint<32> op_linear(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d) {
+    const ap_uint<32> m_u = d.u(DW_M), n_u = d.u(DW_N), k_u = d.u(DW_K);
+    if (m_u == 0 || m_u > CFG_MAX_TOKENS || n_u == 0 || n_u > CFG_MAX_OUT || k_u == 0 || k_u > CFG_MAX_K)
+        return ST_BAD_SIZE;
+    const int m = int(m_u), n = int(n_u), k = int(k_u);
+    const bool has_bias = d.has(FLAG_BIAS);
+    const int xs = int(d.u(DW_XS)), ws = int(d.u(DW_WS)), ys = int(d.u(DW_YS));
+    if (!tensor_ok(d.u(DW_X), m, d.u(DW_XS), k, 2, mem_bytes) ||
+        !tensor_ok(d.u(DW_W), n, d.u(DW_WS), k, 2, mem_bytes) ||
+        !tensor_ok(d.u(DW_Y), m, d.u(DW_YS), n, 2, mem_bytes) ||
+        (has_bias && !tensor_ok(d.u(DW_B), 1, n, n, 2, mem_bytes)))
+        return ST_BAD_ADDRESS;
+    const int sh0 = d.s(DW_SH0), sh1 = d.s(DW_SH1);
+    const int k_words = (k + CFG_I16_PER_WORD - 1) / CFG_I16_PER_WORD;
+    const addr_t x_addr = d.u(DW_X), w_addr = d.u(DW_W), y_addr = d.u(DW_Y);
+
+    static lin_xbuf_t xbuf;
+#pragma HLS ARRAY_PARTITION variable = xbuf complete dim = 1
+    // Ping-pong weight buffers (explicit, not DATAFLOW): in each column-tile iteration the
+    // compute call reads one buffer while lin_load_w fills the other; the two calls share no
+    // array and use different m_axi bundles (gmem_a for X/Y, gmem_w for W), so the scheduler
+    // may start both in the same state (not checked by a synthesis run yet; if it serialises
+    // them, the pair goes into a DATAFLOW region). C-sim runs them in turn: same result.
+    static lin_wbuf_t wbuf_a, wbuf_b;
+#pragma HLS ARRAY_PARTITION variable = wbuf_a complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = wbuf_b complete dim = 1
+    static q16_t bias[CFG_MAX_OUT];
+#pragma HLS ARRAY_PARTITION variable = bias cyclic factor = CFG_VU_LANES
+
+    // X on chip once per op: row r into bank r % MC_ROWS, slot r / MC_ROWS.
+LIN_LOAD_X_ROWS:
+    for (int r = 0; r < m; r++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
+        const addr_t src = x_addr / CFG_AXI_BYTES + addr_t(r) * xs / CFG_I16_PER_WORD;
+        const int bank = r % CFG_MC_ROWS, slot = (r / CFG_MC_ROWS) * LIN_K_WORDS;
+        // II=1: one gmem_a beat read (a burst along the row) and one write into one bank.
+        // One iteration: one beat of one X row.
+        SIM_LOOP(CNT_LIN_LOAD_X, k_words);
+    LIN_LOAD_X:
+        for (int b = 0; b < k_words; b++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = LIN_K_WORDS
+            xbuf[bank][slot + b] = mem[src + b];
+        }
+    }
+    if (has_bias) load_i16<CFG_MAX_OUT>(wmem, d.u(DW_B), n, bias);
+
+    const int col_tiles = (n + CFG_MC_COLS - 1) / CFG_MC_COLS;
+    lin_load_w(wmem, w_addr, ws, 0, n < CFG_MC_COLS ? n : CFG_MC_COLS, k_words, wbuf_a);
+LIN_COL_TILES_LOOP:
+    for (int jt = 0; jt < col_tiles; jt++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = LIN_COL_TILES
+        const int next = jt + 1;
+        const int next_cols = n - next * CFG_MC_COLS < CFG_MC_COLS ? n - next * CFG_MC_COLS : CFG_MC_COLS;
+        if (jt % 2 == 0) {
+            lin_col_tile(mem, xbuf, wbuf_a, bias, has_bias, sh0, sh1, y_addr, ys, m, n, k, jt);
+            if (next < col_tiles) lin_load_w(wmem, w_addr, ws, next, next_cols, k_words, wbuf_b);
+        } else {
+            lin_col_tile(mem, xbuf, wbuf_b, bias, has_bias, sh0, sh1, y_addr, ys, m, n, k, jt);
+            if (next < col_tiles) lin_load_w(wmem, w_addr, ws, next, next_cols, k_words, wbuf_a);
+        }
+    }
+    return ST_DONE;
+}
 
 #endif
