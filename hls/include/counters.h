@@ -24,6 +24,24 @@
 #define CNT_LN_NORM 18      // LAYERNORM: CFG_VU_LANES normalised outputs per iteration
 #define CNT_GELU_TABLE 19   // GELU: table knots copied into the lane replicas, one per iteration
 #define CNT_GELU 20         // GELU: CFG_VU_LANES outputs per iteration
+// OP_ATTENTION (ops/attention.h): per op, per query row
+#define CNT_ATTN_EXP_COPY 24     // exp knots copied on chip (per op)
+#define CNT_ATTN_KV_LOAD 25      // qkv beats read into the K/V copies (per op)
+#define CNT_ATTN_KEYS 26         // connection indices checked (per listed row)
+#define CNT_ATTN_QK 27           // key groups scored (per row)
+#define CNT_ATTN_EXP 28          // key groups through the exp tables (per row)
+#define CNT_ATTN_RECIP 29        // heads through the recip table (per row)
+#define CNT_ATTN_PV 30           // key groups of p v (per row)
+#define CNT_ATTN_MAP_SCATTER 31  // list positions scattered into the MAP row (per row)
+#define CNT_ATTN_MAP_STORE 32    // MAP beats written (per row)
+#define CNT_ATTN_PROBS_STORE 33  // PROBS beats written (per row)
+// OP_SELECT (ops/select.h) and OP_GATHER (ops/gather.h)
+#define CNT_SEL_RANK 34          // rank-counting steps of CFG_SEL_LANES comparisons (per top-k)
+#define CNT_SEL_EMIT 35          // candidates scanned for the ascending output (per top-k)
+#define CNT_SEL_GATHER 36        // scores gathered from a map row (per top-k)
+#define CNT_SEL_ORIGIN 37        // origin indices composed (per op)
+#define CNT_GATHER_CHECK 38      // gather indices checked (per op)
+#define CNT_GATHER_COPY 39       // beats copied (per op)
 // backward ops (40-95): a loop of a two-pass op (grad_format.h) counts its max pass(es) under
 // the _MAXP id and its write pass under the plain one, so the cost of choosing the gradient
 // formats at run time reads straight off the counters
