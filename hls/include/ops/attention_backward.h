@@ -89,7 +89,11 @@ inline ap_uint<32> op_attention_bwd(word_t* mem, ap_uint<32> mem_bytes, const De
     }
 
     // q, k, v of every token on chip, one C-wide word per row (reshaped), so a key's C
-    // channels are read in one cycle; dk and dv accumulate per key row the same way.
+    // channels are read in one cycle; dk and dv accumulate per key row the same way. Channel
+    // c = h D + e belongs to head h: with D a run-time power of 4, the per-head adder trees
+    // select their D inputs through a small mux per channel (D in {1, 4, 16, 64}).
+    // Resources as written: q/k/v 3 x 197 x 384 x 16 bits and dk/dv 2 x 197 x 384 x 48 bits
+    // (1.4 MB); on the board these share the forward's K/V buffers, and dk/dv need only 40 bits.
     static q16_t qb[CFG_MAX_TOKENS][CFG_MAX_DIM], kb[CFG_MAX_TOKENS][CFG_MAX_DIM], vb[CFG_MAX_TOKENS][CFG_MAX_DIM];
 #pragma HLS ARRAY_RESHAPE variable = qb complete dim = 2
 #pragma HLS ARRAY_RESHAPE variable = kb complete dim = 2
