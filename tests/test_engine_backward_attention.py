@@ -6,65 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from backward_harness import GARBAGE, format_table, garbage, grad, slots
+from backward_harness import GARBAGE, attention_case, format_table, garbage, grad, probs_rows, run_attn, slots
 from engine_harness import Program
 from trilevel_host.engine.abi import config
 from trilevel_host.reference import ops_backward as B
-from trilevel_host.reference import ops_forward as F
-from trilevel_host.reference.model import keep_count
-
-
-def random_lists(rng, n_patches: int, n_conn: int) -> np.ndarray:
-    """(n_patches, n_conn) strictly ascending patch indices per row, as the TA-Selector writes them."""
-    return np.stack([np.sort(rng.choice(n_patches, n_conn, replace=False)) for _ in range(n_patches)])
-
-
-def probs_rows(probs, conn, prefix: int) -> np.ndarray:
-    """(H, M, M) dense-with-zeros probabilities -> the PROBS layout (H * M, M): key-list order."""
-    H, M, _ = probs.shape
-    out = np.zeros((H * M, M), np.int64)
-    for i in range(M):
-        keys = (
-            np.arange(M)
-            if conn is None or i < prefix
-            else np.r_[np.arange(prefix), conn[i - prefix] + prefix]
-        )
-        out[np.arange(H) * M + i, : len(keys)] = probs[:, i, keys]
-    return out
-
-
-def case(rng, M, C, H, prefix=1, attn_keep=None, qkv_bits=11, fqkv=12):
-    qkv = grad(rng, (M, 3 * C), qkv_bits)
-    conn = None
-    mask = None
-    if attn_keep is not None:
-        conn = random_lists(rng, M - prefix, keep_count(M - prefix, attn_keep))
-        mask = F.connection_mask(conn[None], prefix)
-    _, probs, _ = F.attention(qkv[None], fqkv, H, 10, mask)
-    return qkv, conn, probs[0]
-
-
-def run_attn(dctx, fdctx, qkv, fqkv, H, probs, conn=None, prefix=1, **over):
-    M, C = dctx.shape
-    p = Program()
-    fmt = format_table(p, {2: fdctx})
-    tdo, tq = p.tensor("dctx", dctx), p.tensor("qkv", qkv)
-    tp = p.tensor("probs", probs_rows(probs, conn, prefix))
-    ty = p.tensor("dqkv", garbage(M, 3 * C))
-    fields = dict(X=tdo.addr, W=tq.addr, AUX2=tp.addr, Y=ty.addr, AUX3=fmt.addr, M=M, N=C, XS=tdo.stride,
-                  WS=tq.stride, YS=ty.stride, SH0=fqkv, P0=H, P1=prefix, P3=slots(2, 3))  # fmt: skip
-    flags = ()
-    if conn is not None:
-        tl = p.tensor("lists", conn, dtype=np.int32)
-        fields.update(AUX0=tl.addr, AS=tl.stride, P2=conn.shape[1])
-        flags = ("SPARSE",)
-    fields.update(over)
-    p.op("ATTENTION_BWD", flags, **fields)
-    return p, p.run()
 
 
 def check(rng, M, C, H, attn_keep=None, bits=15, fdctx=14, qkv_bits=11, fqkv=12):
-    qkv, conn, probs = case(rng, M, C, H, attn_keep=attn_keep, qkv_bits=qkv_bits, fqkv=fqkv)
+    qkv, conn, probs = attention_case(rng, M, C, H, attn_keep=attn_keep, qkv_bits=qkv_bits, fqkv=fqkv)
     dctx = grad(rng, (M, C), bits)
     p, r = run_attn(dctx, fdctx, qkv, fqkv, H, probs, conn)
     assert r.ok, r.status_name
@@ -99,7 +48,7 @@ def test_many_tokens_sparse():
 
 def test_zero_gradient():
     rng = np.random.default_rng(1)
-    qkv, conn, probs = case(rng, 9, 16, 1, attn_keep=0.3)
+    qkv, conn, probs = attention_case(rng, 9, 16, 1, attn_keep=0.3)
     p, r = run_attn(np.zeros((9, 16), np.int64), 12, qkv, 12, 1, probs, conn)
     assert r.ok and (p.read("dqkv") == 0).all() and p.read("fmt")[0, 3] == 40
 
@@ -114,7 +63,7 @@ def test_zero_gradient():
 )
 def test_bad_lists_write_nothing(lists, status):
     rng = np.random.default_rng(2)
-    qkv, conn, probs = case(rng, 17, 32, 2, attn_keep=0.3)
+    qkv, conn, probs = attention_case(rng, 17, 32, 2, attn_keep=0.3)
     bad = conn.copy()
     lists(bad)
     bad[2] = np.sort(bad[2])
@@ -144,6 +93,6 @@ def test_bad_lists_write_nothing(lists, status):
 )
 def test_bad_descriptor_writes_nothing(over, status):
     rng = np.random.default_rng(3)
-    qkv, _, probs = case(rng, 9, 32, 2)
+    qkv, _, probs = attention_case(rng, 9, 32, 2)
     p, r = run_attn(grad(rng, (9, 32)), 12, qkv, 12, 2, probs, **over)
     assert r.status_name == status and (p.read("dqkv") == GARBAGE).all()

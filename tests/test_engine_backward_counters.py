@@ -5,9 +5,8 @@ first pass scans all M keys of every row, even over connection lists."""
 from __future__ import annotations
 
 import numpy as np
-from backward_harness import format_table, grad, slots
+from backward_harness import attention_case, format_table, grad, run_attn, slots
 from engine_harness import Program, engine
-from test_engine_backward_attention import case, run_attn
 
 
 def beats(n: int, per_beat: int = 8) -> int:
@@ -47,7 +46,7 @@ def test_linear_dx_max_pass_repeats_the_tiles_and_the_weight_stream():
 def test_attention_first_pass_is_dense_the_others_follow_the_lists():
     M, C, H = 17, 32, 2
     rng = np.random.default_rng(1)
-    qkv, conn, probs = case(rng, M, C, H, attn_keep=0.3)
+    qkv, conn, probs = attention_case(rng, M, C, H, attn_keep=0.3)
     (p, r), c = counted(lambda: run_attn(grad(rng, (M, C)), 12, qkv, 12, H, probs, conn))
     assert r.ok
     keys = M + (M - 1) * (1 + conn.shape[1])  # [CLS] row dense, patch rows over their lists
