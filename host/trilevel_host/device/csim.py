@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from ..engine.abi import abi, status_name
+from ..engine.abi import abi
+from .base import Device, RunResult
 
 LIB_NAME = "libtrilevel_engine.so"
 ENV_VAR = "TRILEVEL_CSIM_LIB"
@@ -39,28 +39,23 @@ def _load(path: str) -> ctypes.CDLL:
     lib = ctypes.CDLL(path)
     u32p = ctypes.POINTER(ctypes.c_uint32)
     u64p = ctypes.POINTER(ctypes.c_uint64)
-    lib.trilevel_run.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint32, u32p, u32p]
+    lib.trilevel_run.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_uint64,
+        ctypes.c_uint32,
+        ctypes.c_uint32,
+        u32p,
+        u32p,
+    ]
     lib.trilevel_run.restype = ctypes.c_int
     lib.trilevel_counters.argtypes = [u64p, u64p, ctypes.c_int]
     lib.trilevel_counters_reset.argtypes = []
     version = lib.trilevel_abi_version()
     if version != abi()["abi"]["ABI_VERSION"]:
-        raise CSimError(f"C-sim library {path} has ABI {version}, this host expects {abi()['abi']['ABI_VERSION']}")
+        raise CSimError(
+            f"C-sim library {path} has ABI {version}, this host expects {abi()['abi']['ABI_VERSION']}"
+        )
     return lib
-
-
-@dataclass(frozen=True)
-class RunResult:
-    status: int
-    err_tag: int
-
-    @property
-    def ok(self) -> bool:
-        return self.status == abi()["status"]["DONE"]
-
-    @property
-    def status_name(self) -> str:
-        return status_name(self.status)
 
 
 class CSimEngine:
@@ -78,7 +73,9 @@ class CSimEngine:
             arena.ctypes.data, arena.nbytes, prog, n_desc, ctypes.byref(status), ctypes.byref(tag)
         )
         if rc != 0:
-            raise ValueError(f"the C-sim refused the arena ({arena.nbytes} bytes: a multiple of 16 below 4 GiB)")
+            raise ValueError(
+                f"the C-sim refused the arena ({arena.nbytes} bytes: a multiple of 16 below 4 GiB)"
+            )
         return RunResult(status.value, tag.value)
 
     def reset_counters(self) -> None:
@@ -92,3 +89,34 @@ class CSimEngine:
         self.lib.trilevel_counters(iters, entries, n)
         names = {v: k for k, v in abi()["counters"].items() if k != "COUNT"}
         return {names[i]: (iters[i], entries[i]) for i in sorted(names)}
+
+
+class CSimDevice(Device):
+    """The C-sim backend: the arena is a numpy byte array, a start is one library call.
+
+    The call is synchronous and the walker always ends (every loop is bounded by the
+    descriptors), so ``timeout`` is not applied; the wall time of :meth:`run` is the C-sim's,
+    not a hardware latency.
+    """
+
+    kind = "csim"
+    latency_label = "csim wall time (not a hardware latency)"
+
+    def __init__(self, engine: CSimEngine | None = None):
+        self.engine = engine or CSimEngine()
+        self.arena = np.zeros(0, dtype=np.uint8)
+
+    def allocate(self, nbytes: int) -> None:
+        self.arena = np.zeros(nbytes, dtype=np.uint8)
+
+    def write(self, offset: int, data: np.ndarray) -> None:
+        data = np.asarray(data, dtype=np.uint8).reshape(-1)
+        self._check_range(offset, data.size, self.arena.size)
+        self.arena[offset : offset + data.size] = data
+
+    def read(self, offset: int, nbytes: int) -> np.ndarray:
+        self._check_range(offset, nbytes, self.arena.size)
+        return self.arena[offset : offset + nbytes].copy()
+
+    def run(self, prog: int, n_desc: int, timeout: float) -> RunResult:
+        return self.engine.run(self.arena, prog, n_desc)

@@ -8,6 +8,7 @@ op table in hls/README.md.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import cache
 from pathlib import Path
@@ -60,3 +61,14 @@ def split64(value: int) -> dict[str, int]:
     """A 64-bit constant as the E0 (low) and E1 (high) fields."""
     value = int(value) & ((1 << 64) - 1)
     return {"E0": value & 0xFFFFFFFF, "E1": value >> 32}
+
+
+def config_hash() -> str:
+    """sha256 of abi.json in canonical form (sorted keys, no spaces): the engine build's identity.
+
+    abi.json is generated from config.h, abi.h and the table constants, so two engines with the
+    same hash take the same descriptors, sizes and tables. A bitstream's manifest
+    (bitstreams/<name>.json) carries the hash of the headers it was synthesized from.
+    """
+    text = json.dumps(abi(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -83,3 +83,21 @@ class Arena:
     def read(self, t: Tensor | str) -> np.ndarray:
         t = self.tensors[t] if isinstance(t, str) else t
         return self.view(t)[:, : t.cols].copy()
+
+
+def encode(t: Tensor, values) -> np.ndarray:
+    """The bytes of tensor ``t`` holding ``values`` (rows, cols): padded rows, padding zero, uint8."""
+    v = np.asarray(values).reshape(t.rows, -1)
+    if v.shape[1] != t.cols:
+        raise ValueError(f"{v.shape} values for a ({t.rows}, {t.cols}) tensor")
+    info = np.iinfo(t.dtype)
+    if v.size and (v.min() < info.min or v.max() > info.max):
+        raise ValueError(f"values outside {t.dtype}")
+    out = np.zeros((t.rows, t.stride), dtype=t.dtype)
+    out[:, : t.cols] = v
+    return out.reshape(-1).view(np.uint8)
+
+
+def decode(t: Tensor, raw: np.ndarray) -> np.ndarray:
+    """(rows, cols) values of tensor ``t`` from its bytes (as :func:`encode` lays them out)."""
+    return np.asarray(raw, dtype=np.uint8).view(t.dtype).reshape(t.rows, t.stride)[:, : t.cols].copy()
