@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
-HLS_TOOL ?= vitis_hls
+VITIS_HLS ?= vitis_hls
+VIVADO ?= vivado
 
-.PHONY: venv demo test lint format bench-gpu bench-fixed-point hls-synth bitstream clean
+.PHONY: venv demo test lint format bench-gpu bench-fixed-point csim hls bitstream check-vitis-hls check-vivado clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml host/pyproject.toml
@@ -16,6 +17,8 @@ $(STAMP): pyproject.toml host/pyproject.toml
 	# torch first, from the two pinned builds that also make torchvision (and so timm) work
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -q -e '.[export,dev]' -e ./host
+	# the ap_types headers for the engine's C++ (hls/); hls4ml's own dependencies are not needed
+	$(PIP) install -q --no-deps hls4ml==1.3.0
 	touch $@
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package.
@@ -54,10 +57,26 @@ bench-gpu:
 bench-fixed-point: venv fashion-mnist
 	$(PY) bench/fixed_point_agreement.py --checkpoint $(DEMO_OUT)/last.pt
 
-# Synthesis needs the Xilinx tools; fail at once when they are absent.
-hls-synth bitstream:
-	@command -v $(HLS_TOOL) >/dev/null || { echo "error: $(HLS_TOOL) not found: $@ needs Vitis HLS / Vivado on PATH" >&2; exit 2; }
-	@echo "error: the HLS engine does not exist yet (see hls/README.md)" >&2; exit 2
+# The engine (hls/, see hls/README.md). csim needs only g++ and the hls4ml pip package (for its
+# ap_types headers); hls and bitstream need Vitis HLS and Vivado on PATH and stop at once,
+# with one line, when they are absent.
+HLS_PY = $(if $(wildcard $(PY)),$(abspath $(PY)),python3)
+
+csim:
+	$(MAKE) -C hls csim PYTHON=$(HLS_PY)
+
+check-vitis-hls:
+	$(if $(shell command -v $(VITIS_HLS)),,$(error $(VITIS_HLS) not found on PATH: make hls needs Vitis HLS 2022.1 or later (source its settings64.sh)))
+check-vivado:
+	$(if $(shell command -v $(VIVADO)),,$(error $(VIVADO) not found on PATH: make bitstream needs Vivado 2022.1 or later (source its settings64.sh)))
+
+# Vitis HLS: C simulation and co-simulation of the test vectors, synthesis, IP export.
+hls: check-vitis-hls venv
+	$(MAKE) -C hls hls PYTHON=$(abspath $(PY)) VITIS_HLS=$(VITIS_HLS)
+
+# Vivado: the ZCU102 overlay in bitstreams/ (.bit, .hwh and the .json manifest); exports the IP first if needed.
+bitstream: check-vivado venv
+	$(MAKE) -C hls bitstream PYTHON=$(abspath $(PY)) VITIS_HLS=$(VITIS_HLS) VIVADO=$(VIVADO)
 
 clean:
 	rm -rf runs build .pytest_cache
