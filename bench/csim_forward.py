@@ -3,8 +3,8 @@
     .venv/bin/python bench/csim_forward.py [--images 1] [--output bench/results/csim_forward.json]
 
 Builds timm's deit_tiny_patch16_224 with random weights (nothing is downloaded), patched with
-the TA-Selector at blocks 3, 6, 9: ``dense`` keeps every token and connection (R_T = R_A = 1),
-``trilevel_0.7`` keeps R_T = 0.7 of the tokens and R_A = 0.3 of the connections. Each is
+the TA-Selector: ``dense`` has no selector, ``trilevel_0.7`` keeps R_T = 0.7 of the tokens and
+R_A = 0.3 of the connections at blocks 3, 6, 9. Each is
 exported to a model package through the Python API (8 calibration images, 1 golden sample, no
 ONNX), loaded into the C-sim engine, and run on ``--images`` random images; every layer's
 output, the kept tokens, the connections and the logits must equal the numpy reference's.
@@ -41,14 +41,13 @@ from trilevel.data import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from trilevel.patch import patch  # noqa: E402
 
 TIMM_NAME = "deit_tiny_patch16_224"
-VARIANTS = {"dense": (1.0, 1.0), "trilevel_0.7": (0.7, 0.3)}
-LOCATIONS = (3, 6, 9)
+VARIANTS = {"dense": (1.0, 1.0, ()), "trilevel_0.7": (0.7, 0.3, (3, 6, 9))}  # R_T, R_A, selector blocks
 
 
-def export(token_keep: float, attn_keep: float, out: Path, seed: int = 0) -> Path:
+def export(token_keep: float, attn_keep: float, locations: tuple[int, ...], out: Path, seed: int = 0) -> Path:
     """A random-init DeiT-T/224 package (the exporter's Python API: no dataset of that size here)."""
     torch.manual_seed(seed)
-    model = patch(models.create(TIMM_NAME, {}), token_keep, attn_keep, LOCATIONS).eval()
+    model = patch(models.create(TIMM_NAME, {}), token_keep, attn_keep, locations).eval()
     calib = torch.randn(8, 3, 224, 224)
     ckpt = {"model_spec": {"timm_name": TIMM_NAME, "kwargs": {}}}
     with torch.no_grad():
@@ -76,7 +75,9 @@ def bench(pkg_dir: Path, n_images: int) -> dict:
     pkg = load_package(pkg_dir)
     ref = ReferenceModel.from_package(pkg)
     m = pkg.manifest["model"]
-    x = ref.quantize_input(np.random.default_rng(1).standard_normal((n_images, m["in_chans"], m["img_size"], m["img_size"])))
+    x = ref.quantize_input(
+        np.random.default_rng(1).standard_normal((n_images, m["in_chans"], m["img_size"], m["img_size"]))
+    )
     t0 = time.perf_counter()
     fwd = ref.forward(x, trace=True)
     oracle_s = (time.perf_counter() - t0) / n_images
@@ -112,8 +113,8 @@ def main(argv=None) -> int:
     subprocess.run(["make", "-s", "-C", str(ROOT / "hls"), "csim", f"PYTHON={sys.executable}"], check=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (rt, ra) in VARIANTS.items():
-            pkg = export(rt, ra, Path(tmp) / name)
+        for name, (rt, ra, locations) in VARIANTS.items():
+            pkg = export(rt, ra, locations, Path(tmp) / name)
             results[name] = bench(pkg, args.images)
             r = results[name]
             print(f"{name}: {r['csim_seconds_per_image']:.2f} s/image C-sim, {r['oracle_seconds_per_image']:.2f} s "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -10,12 +11,12 @@ import fake_pynq
 import numpy as np
 import pytest
 import tiny_vit
-from engine_harness import engine
+from engine_harness import ROOT, engine
 from trilevel_host import load_package
 from trilevel_host.device.base import EngineError, EngineTimeout
 from trilevel_host.device.board import BoardDevice, BoardError, check_bitstream
 from trilevel_host.device.csim import CSimDevice, CSimEngine
-from trilevel_host.engine.abi import abi, config_hash
+from trilevel_host.engine.abi import abi, config_hash, header_hash
 from trilevel_host.engine.program import build_program
 from trilevel_host.runner import EngineRunner
 
@@ -40,15 +41,33 @@ def pynq(monkeypatch):
 
 
 def make_bitstream(folder, name="trilevel", hwh=True, **manifest):
-    """A .bit with its .hwh and manifest (the fake pynq never reads the bitstream's bytes)."""
+    """A .bit with its .hwh and manifest as hls/tools/bitstream_manifest.py writes it (the fake pynq
+    never reads the bitstream's bytes)."""
     folder.mkdir(parents=True, exist_ok=True)
     bit = folder / f"{name}.bit"
     bit.write_bytes(b"\x00" * 64)
+    files = {"bit": bit}
     if hwh:
         bit.with_suffix(".hwh").write_text("<hwh/>")
-    m = {"abi_version": abi()["abi"]["ABI_VERSION"], "config_hash": config_hash()} | manifest
-    bit.with_suffix(".json").write_text(json.dumps(m))
+        files["hwh"] = bit.with_suffix(".hwh")
+    m = {
+        "name": name,
+        "abi_version": abi()["abi"]["ABI_VERSION"],
+        "config_hash": {"sha256": config_hash(), "of": ["hls/include/config.h", "hls/include/abi.h"]},
+        "ip_vlnv": "xilinx.com:hls:trilevel_engine:1.0",
+    }
+    for key, path in files.items():
+        data = path.read_bytes()
+        m[key] = {"file": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    bit.with_suffix(".json").write_text(json.dumps(m | manifest))
     return bit
+
+
+def test_the_config_hash_is_the_headers():
+    assert config_hash() == header_hash(ROOT / "hls" / "include"), (
+        "host/trilevel_host/engine/config_hash.json is stale: run "
+        "python -c 'from trilevel_host.engine.abi import write_config_hash; write_config_hash(\"hls/include\")'"
+    )
 
 
 def test_bitstream_checks(tmp_path):
@@ -56,7 +75,13 @@ def test_bitstream_checks(tmp_path):
     with pytest.raises(BoardError, match=r"trilevel.hwh is missing beside it"):
         check_bitstream(make_bitstream(tmp_path / "nohwh", hwh=False))
     with pytest.raises(BoardError, match="built for another engine config"):
-        check_bitstream(make_bitstream(tmp_path / "other", config_hash="0" * 64))
+        check_bitstream(make_bitstream(tmp_path / "other", config_hash={"sha256": "0" * 64}))
+    with pytest.raises(BoardError, match="holds IP xilinx.com:hls:other:1.0"):
+        check_bitstream(make_bitstream(tmp_path / "ip", ip_vlnv="xilinx.com:hls:other:1.0"))
+    bit = make_bitstream(tmp_path / "changed")
+    bit.with_suffix(".hwh").write_text("<hwh version='2'/>")
+    with pytest.raises(BoardError, match="trilevel.hwh is not the file its manifest describes"):
+        check_bitstream(bit)
     with pytest.raises(BoardError, match="has engine ABI 99, this host speaks ABI"):
         check_bitstream(make_bitstream(tmp_path / "abi", abi_version=99))
     bit = make_bitstream(tmp_path / "nojson")
@@ -87,17 +112,24 @@ def _csim_run(monkeypatch, prog, x):
     return out, calls
 
 
-def test_board_backend_drives_the_engine_like_the_csim(pynq, monkeypatch, tmp_path, pkg, prog):
+@pytest.mark.parametrize("split", [True, False], ids=["mem_1-mem_2", "mem-64bit"])
+def test_board_backend_drives_the_engine_like_the_csim(pynq, monkeypatch, tmp_path, pkg, prog, split):
     x = pkg.golden("forward/input")[0][0]
     ref, calls = _csim_run(monkeypatch, prog, x)
+    pynq.SPLIT_ADDRESSES = split
     dev = BoardDevice(make_bitstream(tmp_path))
     runner = EngineRunner(prog, dev)
     out = runner.infer(x)
     base = dev.buf.device_address
+    bases = (
+        [("mem_1", base), ("mem_2", 0), ("wmem_1", base), ("wmem_2", 0)]
+        if split
+        else [("mem", base), ("wmem", base)]
+    )
     # the same registers, by name, per start: the C-sim library takes the same arguments
     expect = []
     for nbytes, p, n, _ in calls:
-        expect += [("mem", base), ("wmem", base), ("mem_bytes", nbytes), ("prog", p), ("n_desc", n), ("CTRL.AP_START", 1)]
+        expect += bases + [("mem_bytes", nbytes), ("prog", p), ("n_desc", n), ("CTRL.AP_START", 1)]
     assert pynq.LOG == expect
     assert [(p, n) for _, p, n, _ in calls] == [prog.program("setup"), prog.program("forward")]
     # the engine saw the same bytes: descriptors, weights, input, and every output it wrote
@@ -117,7 +149,10 @@ def test_results_are_invalidated_before_they_are_read(pynq, tmp_path, prog, pkg)
     out = runner.infer(pkg.golden("forward/input")[0][0])
     np.testing.assert_array_equal(out.logits, pkg.golden("forward/head.out")[0][0])
     t = prog.arena.tensors["head.out"]
-    pynq.DDR[dev.buf.device_address][t.addr : t.addr + 2] = [0x34, 0x12]  # the engine writes DDR behind the cache
+    pynq.DDR[dev.buf.device_address][t.addr : t.addr + 2] = [
+        0x34,
+        0x12,
+    ]  # the engine writes DDR behind the cache
     assert runner.read("head.out")[0, 0] == 0x1234
 
 

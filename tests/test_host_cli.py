@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
+import textwrap
 
 import fake_pynq
 import numpy as np
@@ -94,7 +96,10 @@ def test_bitstream_problems(capsys, tmp_path, package, pynq):
 def test_images_of_the_wrong_size(capsys, tmp_path, package):
     write_split(tmp_path / "data", np.zeros((3, 32, 32)), np.zeros(3))
     rc, _, err = run(capsys, "--package", package, "--data", tmp_path / "data", "--limit", 2)
-    assert rc == 2 and "images are (1, 32, 32) (channels, height, width) but the package takes (1, 28, 28)" in err
+    assert (
+        rc == 2
+        and "images are (1, 32, 32) (channels, height, width) but the package takes (1, 28, 28)" in err
+    )
     one_error_line(err)
 
 
@@ -122,3 +127,21 @@ def test_engine_timeout_and_error_status(capsys, tmp_path, package, pynq):
     rc, _, err = run(capsys, "--package", package, "--backend", "board", "--bitstream", bit, "--limit", 2)
     line = one_error_line(err)
     assert rc == 1 and f"BAD_PARAM at op {len(prog.setup) + k + 1} (SELECT blocks.2.select)" in line
+
+
+def test_cli_runs_without_torch_and_without_tqdm(tmp_path, package):
+    """The board's CPU has neither: the whole inference path is numpy (plain progress lines)."""
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["torch"] = None
+        sys.modules["tqdm"] = None
+        from trilevel_host.cli import main
+        rc = main(["infer", "--package", sys.argv[1], "--limit", "2", "--output", sys.argv[2]])
+        sys.exit(rc if "torch" not in sys.modules or sys.modules["torch"] is None else 99)
+        """
+    )
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, "-c", code, str(package), str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "2/2 images" in p.stderr and json.loads(out.read_text())["logits_bit_exact_with_oracle"] == 1.0

@@ -52,7 +52,9 @@ def test_fresh_images_equal_the_reference(pkg, runner):
     for b in range(len(x)):
         out = runner.infer(x[b])
         np.testing.assert_array_equal(out.logits, fwd.logits[b])
-        np.testing.assert_array_equal(runner.read("blocks.2.mlp.act.out"), fwd.trace["blocks.2.mlp.act.out"][b])
+        np.testing.assert_array_equal(
+            runner.read("blocks.2.mlp.act.out"), fwd.trace["blocks.2.mlp.act.out"][b]
+        )
         for k, rk in zip(out.keep_idx, fwd.keep_idx, strict=True):
             np.testing.assert_array_equal(k, rk[b])
 

@@ -72,19 +72,27 @@ def test_selectors_and_sparse_attention_flags(prog):
     cfg = prog.cfg
     assert cfg.locations == (1, 2)
     assert by_name["blocks.0.attn"].flags == () and by_name["blocks.1.attn"].flags == ("MAP",)
-    assert by_name["blocks.2.attn"].flags == ("SPARSE", "MAP") and by_name["blocks.3.attn"].flags == ("SPARSE",)
+    assert by_name["blocks.2.attn"].flags == ("SPARSE", "MAP") and by_name["blocks.3.attn"].flags == (
+        "SPARSE",
+    )
     (k1, c1), (k2, c2) = cfg.stage_plan()
     s1, s2 = by_name["blocks.1.select"], by_name["blocks.2.select"]
     assert s1.flags == () and s2.flags == ("ORIGIN",)
     assert (_field(s1, "P2"), _field(s1, "P3"), _field(s2, "P2"), _field(s2, "P3")) == (k1, c1, k2, c2)
     t = prog.arena.tensors
     assert _field(s1, "Y") == t["blocks.1.keep_idx"].addr  # first selector: slots are original ids
-    assert _field(s2, "AUX1") == t["blocks.1.keep_idx"].addr and _field(s2, "AUX2") == t["blocks.2.keep_idx"].addr
+    assert (
+        _field(s2, "AUX1") == t["blocks.1.keep_idx"].addr
+        and _field(s2, "AUX2") == t["blocks.2.keep_idx"].addr
+    )
     assert _field(by_name["blocks.2.attn"], "AUX0") == t["blocks.1.connections"].addr
     assert _field(by_name["blocks.3.attn"], "AUX0") == t["blocks.2.connections"].addr
     assert _field(by_name["blocks.3.attn"], "P2") == c2 and _field(by_name["blocks.3.attn"], "M") == 1 + k2
     g = by_name["blocks.2.gather"]
-    assert _field(g, "AUX0") == t["blocks.2.select.slots"].addr and _field(g, "Y") == t["blocks.2.resid1.kept"].addr
+    assert (
+        _field(g, "AUX0") == t["blocks.2.select.slots"].addr
+        and _field(g, "Y") == t["blocks.2.resid1.kept"].addr
+    )
 
 
 def test_shifts_are_the_format_differences(pkg, prog):
@@ -98,7 +106,11 @@ def test_shifts_are_the_format_differences(pkg, prog):
     add = by_name["blocks.0.resid1"]
     fa, fb = a["embed.out"], a["blocks.0.attn.proj.out"]
     f = max(fa, fb)
-    assert (_field(add, "SH0"), _field(add, "SH1"), _field(add, "SH2")) == (fa - f, fb - f, f - a["blocks.0.resid1.out"])
+    assert (_field(add, "SH0"), _field(add, "SH1"), _field(add, "SH2")) == (
+        fa - f,
+        fb - f,
+        f - a["blocks.0.resid1.out"],
+    )
     ln = by_name["blocks.2.norm2"]
     fg = w["blocks.2.norm2.weight"]
     assert _field(ln, "SH0") == w["blocks.2.norm2.bias"] - (14 + fg)
@@ -120,7 +132,9 @@ def test_shifts_are_the_format_differences(pkg, prog):
 def test_arena_holds_weights_tables_and_a_tensor_per_golden_vector(pkg, prog):
     ar, C = prog.arena, prog.cfg.embed_dim
     np.testing.assert_array_equal(ar.read("blocks.0.attn.qkv.weight"), pkg.tensor("blocks.0.attn.qkv.weight"))
-    np.testing.assert_array_equal(ar.read("patch_embed.proj.weight"), pkg.tensor("patch_embed.proj.weight").reshape(C, -1))
+    np.testing.assert_array_equal(
+        ar.read("patch_embed.proj.weight"), pkg.tensor("patch_embed.proj.weight").reshape(C, -1)
+    )
     np.testing.assert_array_equal(ar.read("pos_embed"), pkg.tensor("pos_embed")[0])
     np.testing.assert_array_equal(ar.read("blocks.1.mlp.fc2.bias"), pkg.tensor("blocks.1.mlp.fc2.bias")[None])
     np.testing.assert_array_equal(ar.read("lut.rsqrt")[0], pkg.lut("rsqrt"))
@@ -154,10 +168,17 @@ def _both(e1, e2):
     "edit, message",
     [
         (_set(("model", "img_size"), 448), "tokens = 4097 is over the engine's MAX_TOKENS = 197"),
-        (_both(_set(("model", "img_size"), 256), _set(("model", "patch_size"), 32)), "img_size = 256 is over"),
+        (
+            _both(_set(("model", "img_size"), 256), _set(("model", "patch_size"), 32)),
+            "img_size = 256 is over",
+        ),
         (_set(("model", "embed_dim"), 512), "embed_dim = 512 is over the engine's MAX_DIM"),
         (_set(("model", "num_heads"), 4), "head_dim 8 is not a power of 4"),
         (_set(("model", "num_prefix_tokens"), 0), "num_prefix_tokens must be 1"),
+        (
+            _set(("model", "ln_eps"), 1e6),
+            r"blocks.0.norm1: eps 1000000.0 at input format \d+ is 2\^\d+, over the engine's 2\^52",
+        ),
         (_set(("luts", "exp", "step_bits"), 6), "table exp: step_bits = 6 but the engine's is 7"),
         (_set(("activations", "blocks.2.mlp.fc1.out", "frac_bits"), -40), "blocks.2.mlp.fc1: shift SH1 = "),
     ],

@@ -55,6 +55,18 @@
 #define OP_SELECT 8       // TA-Selector: X score map -> Y keep idx, AUX0 connections, AUX1/2 origin
 #define OP_GATHER 9       // Y rows = X[prefix rows] + X[prefix + idx[i]] (AUX0 idx)
 
+// ---- opcodes (backward and update); gradient formats live in the format table (hls/README.md)
+#define OP_CE_GRAD 16         // Y = softmax(X logits) - onehot(AUX0 labels), at f = 15
+#define OP_LINEAR_BWD_DX 17   // Y dx[M,K] = X dy[M,N] W[N,K]
+#define OP_LINEAR_BWD_DW 18   // Y dw[N,K] = W dy[M,N]^T X x[M,K]; B db[N] = sum dy if flag BIAS
+#define OP_LAYERNORM_BWD 19   // Y dx, AUX2 dgamma, B dbeta from X dy and the forward's cache
+#define OP_GELU_BWD 20        // Y = X dy * gelu'(W x)
+#define OP_ATTENTION_BWD 21   // Y dqkv from W dctx, X qkv and the stored probabilities AUX2
+#define OP_GRAD_ADD 22        // Y = X + W, two gradients of one tensor (residual fork)
+#define OP_SCATTER 23         // backward of OP_GATHER: Y rows at prefix + idx = X rows, others 0
+#define OP_GRAD_REQUANT 24    // Y = X in its own dynamic format (embedding gradients)
+#define OP_SGD 25             // AUX0 master -= lr X g; Y w = round(master) (SGD on int32 masters)
+
 // ---- flags (bits 15:8 of DW_OP)
 #define FLAG_BIAS 1       // OP_LINEAR: add the bias B
 #define FLAG_SPARSE 2     // OP_ATTENTION: patch rows attend over the lists at AUX0
@@ -83,5 +95,16 @@
 
 // ---- limits the host must respect
 #define ABI_MAX_SHIFT 62      // |shift| above this is ST_BAD_PARAM
+
+// ---- gradient formats (backward ops; reference fixedpoint.dynamic_frac, model.sgd_update)
+#define ABI_FRAC_MIN (-16)        // every format (frac_bits) a backward op reads or writes
+#define ABI_FRAC_MAX 40           // ... lies in [ABI_FRAC_MIN, ABI_FRAC_MAX]; m = 0 gives FRAC_MAX
+#define ABI_FMT_SLOTS 256         // int32 slots of the format table (AUX3); P3 names 8-bit slots
+#define ABI_GRAD_MAX_ALIGN 40     // OP_GRAD_ADD aligns two gradients at most this many bits apart
+#define ABI_PROB_FRAC 15          // stored probabilities and the loss gradient
+#define ABI_NORM_FRAC 14          // LayerNorm's cached normalised value n
+#define ABI_LN_EXTRA_FRAC 8       // LayerNorm works on x with this many more fractional bits
+#define ABI_LR_FRAC 24            // OP_SGD learning rate lr_q = round(lr 2^24) in E0/E1
+#define ABI_MASTER_EXTRA_FRAC 16  // OP_SGD master copy: int32 at frac_bits + 16
 
 #endif

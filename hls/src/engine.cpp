@@ -19,6 +19,15 @@
 #include "ops/lut_load.h"
 #include "ops/patchify.h"
 #include "ops/select.h"
+#include "ops/attention_backward.h"
+#include "ops/gelu_backward.h"
+#include "ops/grad_add.h"
+#include "ops/grad_requant.h"
+#include "ops/layernorm_backward.h"
+#include "ops/linear_backward.h"
+#include "ops/loss.h"
+#include "ops/scatter.h"
+#include "ops/sgd.h"
 
 #ifndef __SYNTHESIS__
 SimCounters g_sim_counters;
@@ -37,6 +46,16 @@ static ap_uint<32> dispatch(word_t* mem, const word_t* wmem, ap_uint<32> mem_byt
         case OP_ATTENTION: return op_attention(mem, mem_bytes, d, luts);
         case OP_SELECT: return op_select(mem, mem_bytes, d);
         case OP_GATHER: return op_gather(mem, mem_bytes, d);
+        case OP_CE_GRAD: return op_ce_grad(mem, mem_bytes, d, luts);
+        case OP_LINEAR_BWD_DX: return op_linear_bwd_dx(mem, wmem, mem_bytes, d);
+        case OP_LINEAR_BWD_DW: return op_linear_bwd_dw(mem, mem_bytes, d);
+        case OP_LAYERNORM_BWD: return op_layernorm_bwd(mem, wmem, mem_bytes, d);
+        case OP_GELU_BWD: return op_gelu_bwd(mem, mem_bytes, d, luts);
+        case OP_ATTENTION_BWD: return op_attention_bwd(mem, mem_bytes, d);
+        case OP_GRAD_ADD: return op_grad_add(mem, mem_bytes, d);
+        case OP_SCATTER: return op_scatter(mem, mem_bytes, d);
+        case OP_GRAD_REQUANT: return op_grad_requant(mem, mem_bytes, d);
+        case OP_SGD: return op_sgd(mem, mem_bytes, d);
         default: return ST_BAD_OPCODE;
     }
 }

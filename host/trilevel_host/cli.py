@@ -135,14 +135,18 @@ def infer(args) -> dict:
         ref_logits, ref_keep = _oracle(pkg, xq)
         preds, seconds, exact, keep_equal = [], [], 0, 0
         bar = _progress(len(xq))
-        for i, x in enumerate(xq):
-            out = runner.infer(x)
-            preds.append(int(np.argmax(out.logits)))
-            seconds.append(out.seconds)
-            exact += bool(np.array_equal(out.logits, ref_logits[i]))
-            keep_equal += all(np.array_equal(k, rk[i]) for k, rk in zip(out.keep_idx, ref_keep, strict=True))
-            bar.update(1)
-        bar.close()
+        try:
+            for i, x in enumerate(xq):
+                out = runner.infer(x)
+                preds.append(int(np.argmax(out.logits)))
+                seconds.append(out.seconds)
+                exact += bool(np.array_equal(out.logits, ref_logits[i]))
+                keep_equal += all(
+                    np.array_equal(k, rk[i]) for k, rk in zip(out.keep_idx, ref_keep, strict=True)
+                )
+                bar.update(1)
+        finally:
+            bar.close()  # ends the bar's line, so an error message starts on its own
     finally:
         device.close()
     preds = np.asarray(preds)

@@ -63,12 +63,26 @@ def split64(value: int) -> dict[str, int]:
     return {"E0": value & 0xFFFFFFFF, "E1": value >> 32}
 
 
-def config_hash() -> str:
-    """sha256 of abi.json in canonical form (sorted keys, no spaces): the engine build's identity.
+CONFIG_HASH_FILE = Path(__file__).with_name("config_hash.json")
+HASHED_HEADERS = ("config.h", "abi.h")  # as hls/tools/bitstream_manifest.py hashes them
 
-    abi.json is generated from config.h, abi.h and the table constants, so two engines with the
-    same hash take the same descriptors, sizes and tables. A bitstream's manifest
-    (bitstreams/<name>.json) carries the hash of the headers it was synthesized from.
-    """
-    text = json.dumps(abi(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+
+def header_hash(include: Path) -> str:
+    """sha256 (hex) of hls/include/config.h followed by abi.h, byte for byte: the engine's identity
+    as a bitstream's manifest (bitstreams/<name>.json, ``config_hash``) records it."""
+    h = hashlib.sha256()
+    for name in HASHED_HEADERS:
+        h.update((Path(include) / name).read_bytes())
+    return h.hexdigest()
+
+
+def config_hash() -> str:
+    """The header hash of the engine this host package was built for (config_hash.json, kept
+    current by a test: the headers are not installed with the host package)."""
+    return json.loads(CONFIG_HASH_FILE.read_text())["sha256"]
+
+
+def write_config_hash(include: Path) -> None:
+    """Regenerate config_hash.json from a source tree's hls/include."""
+    entry = {"sha256": header_hash(include), "of": [f"hls/include/{n}" for n in HASHED_HEADERS]}
+    CONFIG_HASH_FILE.write_text(json.dumps(entry, indent=1) + "\n")
