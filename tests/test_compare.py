@@ -53,7 +53,10 @@ def test_estimated_rows_charts_and_markdown(tmp_path, gpu_file, capsys):
         assert r["gpu_epoch_h_batch1"] == pytest.approx(
             (3.0 + r["keep"]) * IMAGENET_TRAIN_IMAGES * r["keep"] / 3.6e6
         )
-        assert r["fpga_train_ms"] is None and r["fpga_epoch_h"] is None  # no training program: missing
+        assert r["fpga_train_ms"] == r["estimated_train_ms"] > r["fpga_infer_ms"]
+        assert r["fpga_epoch_h"] == pytest.approx(
+            r["fpga_train_ms"] * IMAGENET_TRAIN_IMAGES * r["keep"] / 3.6e6
+        )
     for m in MODELS:
         mine = [r for r in rows if r["model"] == m]
         assert mine[0]["macs_saving"] == 0.0
@@ -94,6 +97,8 @@ def test_measured_columns_are_measured_only(tmp_path, gpu_file, capsys):
     assert rows[(tiny, 0.7)]["fpga_infer_ms"] == pytest.approx(8.0)
     assert rows[(tiny, 0.9)]["fpga_infer_ms"] is None  # not measured: blank, not the estimate
     assert all(r["fpga_source"] == "measured" and r["estimated_infer_ms"] > 0 for r in rows.values())
+    # no board format for training results yet: the measured training column is blank, not the estimate
+    assert all(r["fpga_train_ms"] is None and r["estimated_train_ms"] > 0 for r in rows.values())
     assert not (tmp_path / "latency_compare.png").exists()
 
 

@@ -11,8 +11,9 @@ Tri-Level, all of them dense), MACs saving; the paper's own figures beside ours.
 The FPGA columns are ``measured`` when ``--measured`` gives board results (the JSON of
 ``trilevel-host infer --backend board --output``; the package it names says which model and
 keep ratio it is), otherwise ``estimated`` by the cycle model (:mod:`.engine.cycle_model`) on
-the engine's own descriptor list for that model (:mod:`.engine.synthetic` shapes); a column is
-never a mix of both. The GPU columns come from bench/results/gpu_latency.json (bench/gpu_latency.py).
+the engine's own descriptor lists for that model (:mod:`.engine.synthetic` shapes): the
+inference program and the training step's ``train`` list. A column is never a mix of both;
+training has no board result format yet, so measured training columns stay blank. The GPU columns come from bench/results/gpu_latency.json (bench/gpu_latency.py).
 Writes latency_compare.json (``rows``), latency_compare.md and two PNG charts.
 """
 
@@ -32,11 +33,13 @@ import numpy as np
 from .engine import cycle_model as cm
 from .engine.program import EngineProgram, build_program
 from .engine.synthetic import synthetic_package
+from .engine.train_program import TrainProgram, build_train_program
 
 MODELS = {"deit_tiny_patch16_224": "DeiT-T", "deit_small_patch16_224": "DeiT-S"}
 KEEPS = (1.0, 0.9, 0.8, 0.7)
 ATTN_KEEP = 0.3  # the Tri-Level/r presets' attention keep ratio (as bench/gpu_latency.py)
 IMAGENET_TRAIN_IMAGES = 1_281_167
+TRAIN_LR = 1e-3  # any valid learning rate: the step's loops do not depend on it
 
 # The paper's ZCU102 figures at 150 MHz, batch 1 (Kong et al., AAAI 2023, Table 3); None: not given.
 PAPER = {
@@ -57,21 +60,34 @@ class CompareError(Exception):
 
 
 def engine_program(model: str, keep: float) -> EngineProgram:
-    """The engine's program of ``model`` at token keep ``keep`` (attention keep 0.3; 1.0 is dense)."""
-    dense = keep >= 1.0
-    return build_program(synthetic_package(model, keep, 1.0 if dense else ATTN_KEEP))
+    """The engine's inference program of ``model`` at token keep ``keep`` (attention keep 0.3; 1.0 is dense)."""
+    return build_program(synthetic_package(model, keep, 1.0 if keep >= 1.0 else ATTN_KEEP))
+
+
+def engine_train_program(model: str, keep: float) -> TrainProgram:
+    """The engine's training-step program (forward with caches, backward, SGD) of ``model`` at ``keep``."""
+    return build_train_program(synthetic_package(model, keep, 1.0 if keep >= 1.0 else ATTN_KEEP), lr=TRAIN_LR)
 
 
 def forward_cost(prog: EngineProgram, settings: cm.Settings | None = None) -> cm.ProgramCost:
     """The cycle model's cost of one inference (the ``forward`` list)."""
-    descs = np.stack([op.descriptor(i + 1) for i, op in enumerate(prog.forward)])
-    return cm.program_cost(descs, [op.name for op in prog.forward], settings)
+    return _cost(prog.forward, settings)
+
+
+def train_cost(prog: TrainProgram, settings: cm.Settings | None = None) -> cm.ProgramCost:
+    """The cycle model's cost of one training step (the ``train`` list: forward with caches, backward, SGD)."""
+    return _cost(prog.forward + prog.backward, settings)
+
+
+def _cost(ops: list, settings: cm.Settings | None) -> cm.ProgramCost:
+    descs = np.stack([op.descriptor(i + 1) for i, op in enumerate(ops)])
+    return cm.program_cost(descs, [op.name for op in ops], settings)
 
 
 @cache
-def estimate(model: str, keep: float) -> cm.ProgramCost:
-    """The cycle model's inference cost of ``model`` at ``keep``, kernels as written (cached)."""
-    return forward_cost(engine_program(model, keep))
+def estimate(model: str, keep: float) -> tuple[cm.ProgramCost, cm.ProgramCost]:
+    """The cycle model's (inference, training step) costs of ``model`` at ``keep``, kernels as written."""
+    return forward_cost(engine_program(model, keep)), train_cost(engine_train_program(model, keep))
 
 
 def epoch_hours(sample_ms: float | None, keep: float) -> float | None:
@@ -129,21 +145,22 @@ def load_measured(paths: list[Path]) -> dict[tuple[str, float], float]:
 
 
 def build_rows(gpu_path: Path, measured: dict[tuple[str, float], float]) -> tuple[list[dict], dict]:
-    """The table's rows, and per (model, keep) the cycle model's ProgramCost (for the charts)."""
+    """The table's rows, and the cycle model's costs {"inference"|"training": {(model, keep): ProgramCost}}."""
     gpu_name, gpu = load_gpu(gpu_path)
     source = "measured" if measured else "estimated"
-    rows, costs = [], {}
+    rows, costs = [], {"inference": {}, "training": {}}
     for model in MODELS:
         dense_macs = None
         for keep in KEEPS:
-            cost = estimate(model, keep)
-            costs[(model, keep)] = cost
+            cost, train = estimate(model, keep)
+            costs["inference"][(model, keep)], costs["training"][(model, keep)] = cost, train
             dense_macs = dense_macs or cost.macs
             g = gpu.get((model, keep), {})
             paper = PAPER.get((model, keep), {})
             est_infer = cost.ms
             fpga_infer = measured.get((model, keep)) if measured else est_infer
-            fpga_train = None  # the engine has no training-step program yet (see the report)
+            # no board result format for training exists yet: measured training is blank, never the estimate
+            fpga_train = None if measured else train.ms
             rows.append(
                 {
                     "model": model,
@@ -154,7 +171,8 @@ def build_rows(gpu_path: Path, measured: dict[tuple[str, float], float]) -> tupl
                     "fpga_train_ms": fpga_train,
                     "fpga_epoch_h": epoch_hours(fpga_train, keep),
                     "estimated_infer_ms": est_infer,
-                    "estimated_train_ms": None,
+                    "estimated_train_ms": train.ms,
+                    "estimated_train_ms_by_op_kind": {k: cm_ms(train, v) for k, v in train.by_kind().items()},
                     "mac_array_bound_ms": cost.mac_array_bound_ms(),
                     "estimated_infer_ms_by_op_kind": {k: cm_ms(cost, v) for k, v in cost.by_kind().items()},
                     "engine_macs": cost.macs,
@@ -197,6 +215,7 @@ def markdown(rows: list[dict], costs: dict) -> str:
         "| MACs saving |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    # GPU per-epoch figures: per-sample steps (batch 1, CUDA graph) and the best batch's throughput
     for r in rows:
         lines.append(
             f"| {MODELS[r['model']]} | {'dense' if r['keep'] >= 1 else r['keep']} | {_fmt(r['fpga_infer_ms'])} "
@@ -206,8 +225,9 @@ def markdown(rows: list[dict], costs: dict) -> str:
             f"| {100 * r['macs_saving']:.1f}% |"
         )
     lines += ["", "MACs saving: the engine program's MACs (linear layers and attention) against dense."]
-    lines += ["", "## Where the engine's cycles go (cycle model, inference)", ""]
-    lines += _breakdown_tables(costs)
+    for what, by_config in costs.items():
+        lines += ["", f"## Where the engine's cycles go: {what} (cycle model, estimated)", ""]
+        lines += _breakdown_tables(by_config)
     return "\n".join(lines) + "\n"
 
 
@@ -285,9 +305,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output_dir)
     meta = {
         "fpga_source": rows[0]["fpga_source"],
-        "clock_mhz": next(iter(costs.values())).clock_mhz,
+        "clock_mhz": next(iter(costs["inference"].values())).clock_mhz,
         "memory_assumptions": asdict(cm.DEFAULT_MEMORY),
-        "training": "missing: the engine has no training-step program yet",
+        "training": "one SGD step on one sample: the engine's train list (forward with caches, backward, SGD)",
         "imagenet_train_images": IMAGENET_TRAIN_IMAGES,
     }
     _write_text(out / "latency_compare.json", json.dumps({**meta, "rows": rows}, indent=1) + "\n")
@@ -301,9 +321,11 @@ def run(args: argparse.Namespace) -> int:
         written += ["latency_compare.png", "latency_cycles_by_op.png"]
     for r in rows:
         print(
-            f"{MODELS[r['model']]:7s} keep {r['keep']:.1f}: FPGA {r['fpga_source']} {_fmt(r['fpga_infer_ms']) or '-':>7s} ms"
-            f"  paper {_fmt(r['paper_infer_ms']) or '-':>6s} ms  GPU {_fmt(r['gpu_infer_ms'], 3) or '-'} ms"
-            f"  MACs saving {100 * r['macs_saving']:.1f}%"
+            f"{MODELS[r['model']]:7s} keep {r['keep']:.1f}: FPGA {r['fpga_source']} infer "
+            f"{_fmt(r['fpga_infer_ms']) or '-':>7s} ms, train {_fmt(r['fpga_train_ms']) or '-':>7s} ms/sample "
+            f"(paper {_fmt(r['paper_infer_ms']) or '-'} ms, {_fmt(r['paper_epoch_h']) or '-'} h/epoch)  "
+            f"GPU {_fmt(r['gpu_infer_ms'], 3) or '-'} / {_fmt(r['gpu_train_ms'], 3) or '-'} ms  "
+            f"MACs saving {100 * r['macs_saving']:.1f}%"
         )
     print(f"wrote {', '.join(str(out / w) for w in written)}")
     return 0

@@ -91,9 +91,9 @@ def plot_latency(rows: list[dict], model_names: dict[str, str], path: Path) -> N
 
 
 def plot_cycles_by_kind(costs: dict, model_names: dict[str, str], path: Path) -> None:
-    """Stacked bars: the cycle model's milliseconds per op kind for each model and keep (inference).
+    """Stacked bars: the cycle model's milliseconds per op kind, inference and training step, per model and keep.
 
-    costs: {(model, keep): cycle_model.ProgramCost}.
+    costs: {"inference" | "training": {(model, keep): cycle_model.ProgramCost}}.
     """
     import matplotlib
 
@@ -101,22 +101,31 @@ def plot_cycles_by_kind(costs: dict, model_names: dict[str, str], path: Path) ->
     import matplotlib.pyplot as plt
     import numpy as np
 
-    keys = list(costs)
-    kinds = [k for k in KIND_ORDER if any(k in c.by_kind() for c in costs.values())]
-    fig, ax = plt.subplots(figsize=(11, 6), constrained_layout=True)
-    x = np.arange(len(keys))
-    bottom = np.zeros(len(keys))
-    cmap = plt.get_cmap("tab10")
-    for i, kind in enumerate(kinds):
-        ms = np.array([costs[k].by_kind().get(kind, 0.0) / (costs[k].clock_mhz * 1e3) for k in keys])
-        ax.bar(x, ms, 0.7, bottom=bottom, label=kind, color=cmap(i))
-        bottom += ms
-    for xi, total in zip(x, bottom, strict=True):
-        ax.annotate(f"{total:.1f} ms", (xi, total), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x, [f"{model_names[m]}\n{_keep_label(k)}" for m, k in keys])
-    ax.set_ylabel("ms per image at the engine clock (estimated)")
-    ax.set_title("Where the engine's cycles go: inference, per op kind (cycle model, estimated)")
-    ax.legend(fontsize=8, ncols=2)
-    ax.grid(axis="y", alpha=0.3)
-    fig.savefig(path, dpi=120)
+    kinds = [k for k in KIND_ORDER if any(k in c.by_kind() for by in costs.values() for c in by.values())]
+    backward = sorted({k for by in costs.values() for c in by.values() for k in c.by_kind()} - set(kinds))
+    kinds += backward
+    cmap = plt.get_cmap("tab20")
+    colors = {k: cmap(i % 20) for i, k in enumerate(kinds)}
+    fig, axes = plt.subplots(1, len(costs), figsize=(8 * len(costs), 7), constrained_layout=True)
+    for ax, (what, by_config) in zip(np.atleast_1d(axes), costs.items(), strict=True):
+        keys = list(by_config)
+        x = np.arange(len(keys))
+        bottom = np.zeros(len(keys))
+        for kind in kinds:
+            ms = np.array(
+                [by_config[k].by_kind().get(kind, 0.0) / (by_config[k].clock_mhz * 1e3) for k in keys]
+            )
+            if ms.any():
+                ax.bar(x, ms, 0.7, bottom=bottom, label=kind, color=colors[kind])
+            bottom += ms
+        for xi, total in zip(x, bottom, strict=True):
+            ax.annotate(f"{total:.0f} ms" if total >= 100 else f"{total:.1f} ms", (xi, total), ha="center",
+                        va="bottom", fontsize=8)  # fmt: skip
+        ax.set_xticks(x, [f"{model_names[m]}\n{_keep_label(k)}" for m, k in keys])
+        ax.set_ylabel("ms per sample at the engine clock (estimated)")
+        ax.set_title(f"{what}: engine cycles per op kind (cycle model, estimated)")
+        ax.set_ylim(top=1.3 * bottom.max())  # room for the legend above the smaller model's bars
+        ax.legend(fontsize=7, ncols=3, loc="upper left")
+        ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

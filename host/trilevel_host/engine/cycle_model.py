@@ -23,542 +23,357 @@ hls/include/config.h; the II / depth / latency figures below are this model's.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
-
-import numpy as np
-
-from .abi import abi, config
-
-# ---------------------------------------------------------------- memory-system assumptions
-
-
-@dataclass(frozen=True)
-class Memory:
-    """How the model prices m_axi traffic. The ports are CFG_AXI_BITS wide at CFG_CLOCK_MHZ
-    (128 bits at 150 MHz: 2.4 GB/s per port); the three numbers below are ASSUMPTIONS."""
-
-    # long bursts into the ZCU102's PS DDR4 through an HP port sustain this fraction of one
-    # beat per cycle (refresh, page misses, the interconnect), reads and writes alike
-    efficiency: float = 0.9
-    # cycles from a burst's address to its first data beat (PL -> HP port -> DDR controller ->
-    # back, about 270 ns at 150 MHz); paid once per entry of a read loop
-    read_latency: int = 40
-    # cycles from a write burst's last beat to its response: the HLS m_axi adapter waits for
-    # the response before the loop's region ends, so it is paid once per entry of a write loop
-    write_latency: int = 30
-
-
-DEFAULT_MEMORY = Memory()
-
-
-@dataclass(frozen=True)
-class Loop:
-    """One loop of the kernels (or a sequential step, with no trips), as the model costs it.
-
-    counter: the SIM_LOOP counter (abi.json name) the loop adds to, None when the C-sim does
-    not count it. ddr: "read" / "write" when each iteration moves one m_axi beat ("copy": one
-    read and one write on the two channels of a port).
-    """
-
-    label: str
-    counter: str | None
-    ii: float
-    depth: int
-    why: str
-    ddr: str | None = None
-
-    def ii_effective(self, mem: Memory) -> float:
-        return max(self.ii, 1.0 / mem.efficiency) if self.ddr else self.ii
-
-    def latency(self, mem: Memory) -> int:
-        """AXI round trips paid per entry (0 for loops that do not touch DDR)."""
-        return {
-            "read": mem.read_latency,
-            "write": mem.write_latency,
-            "copy": mem.read_latency + mem.write_latency,
-        }.get(self.ddr or "", 0)
-
-    def split(self, trips: int, entries: int, mem: Memory) -> dict[str, float]:
-        """Cycles as issue (trips x II), fill (entries x depth) and axi (entries x round trip)."""
-        return {
-            "issue": trips * self.ii_effective(mem),
-            "fill": float(entries * self.depth),
-            "axi": float(entries * self.latency(mem)),
-        }
-
-    def cycles(self, trips: int, entries: int, mem: Memory) -> float:
-        return sum(self.split(trips, entries, mem).values())
-
-
-def _mem(label: str, counter: str, ddr: str, where: str) -> Loop:
-    """A LOAD_/STORE_I16/I32_BEATS loop of memory.h, named by its call site."""
-    what = "load" if ddr == "read" else "store"
-    return Loop(
-        label,
-        counter,
-        1,
-        2,
-        f"memory.h {what} loop at {where}: II=1, one beat per cycle into/out of a buffer cyclic "
-        "by the beat's lanes (memory.h); depth 2 (address, beat) is an assumption",
-        ddr,
-    )
-
+from . import cycle_model_backward  # noqa: F401  (registers the backward ops' loops)
+from .abi import abi
+from .cycle_core import (  # noqa: F401  (the model's public names)
+    DEFAULT_MEMORY,
+    LOOPS,
+    OPS,
+    Desc,
+    Loop,
+    Memory,
+    OpCost,
+    ProgramCost,
+    Settings,
+    ceil_div,
+    mem_loop,
+    op_cost,
+    program_cost,
+    register,
+)
 
 # Every loop the model costs. `why` quotes the kernel's reason for the II where it gives one;
 # every depth is an ASSUMPTION of this model (no synthesis report exists yet) unless it says
 # otherwise.
-LOOPS: dict[str, Loop] = {
-    lp.label: lp
-    for lp in [
-        # ---- descriptor walker (engine.cpp, desc.h)
-        Loop("FETCH_DESC", "DESC_READ", 1, 2, "desc.h: II=1, one beat of the descriptor per cycle", "read"),
-        Loop(
-            "OP_SETUP",
-            None,
-            0,
-            10,
-            "dispatch and the op's descriptor checks (tensor_ok: 64-bit multiplies and compares); "
-            "10 cycles per op is an assumption",
-        ),
-        # ---- LOAD_LUT (ops/lut_load.h)
-        _mem("LUT_LOAD", "MEM_READ", "read", "op_load_lut"),
-        Loop("LUT_COPY", None, 1, 3, "lut_load.h: II=1, one knot per cycle into its table (not counted)"),
-        # ---- LINEAR (ops/linear.h)
-        Loop(
-            "LIN_LOAD_X",
-            "LIN_LOAD_X",
-            1,
-            2,
-            "linear.h: II=1, one gmem_a beat read and one write into one bank of xbuf",
-            "read",
-        ),
-        _mem("LIN_LOAD_B", "MEM_READ", "read", "op_linear (bias through wmem)"),
-        Loop(
-            "LIN_LOAD_W",
-            "LIN_LOAD_W",
-            1,
-            2,
-            "linear.h: II=1, one wmem beat read (a burst along the row) and one write into bank j",
-            "read",
-        ),
-        Loop(
-            "MC_K",
-            "LIN_MAC",
-            1,
-            6,
-            "linear.h mc_tile: II=1, each of the MC_ROWS X banks and MC_COLS W banks (complete "
-            "partition on dim 1) read once per cycle, acc in registers with a 1-cycle carried add; "
-            "depth 6 (BRAM read 2, lane mux 1, DSP multiply 2, 48-bit add 1) is an assumption",
-        ),
-        Loop(
-            "LIN_REQUANT",
-            "LIN_REQUANT",
-            1,
-            5,
-            "linear.h: II=1, acc is registers (one VU_LANES-wide mux per iteration), bias and yrow "
-            "cyclic by VU_LANES, no carried dependence; depth 5 (mux, bias add, sat48, round, sat16) "
-            "is an assumption",
-        ),
-        _mem("LIN_STORE_Y", "MEM_WRITE", "write", "lin_store_tile (one output row of a tile)"),
-        # ---- PATCHIFY (ops/patchify.h)
-        Loop(
-            "PATCH_BAND", "PATCH_BAND", 1, 2, "patchify.h: II=1, one gmem_a beat read, one band write", "read"
-        ),
-        Loop(
-            "PATCH_WORDS",
-            "PATCH_WORDS",
-            1,
-            2,
-            "patchify.h: II=1, one band read and one gmem_a beat write, counters instead of dividers",
-            "write",
-        ),
-        Loop(
-            "PATCH_PIXELS",
-            "PATCH_PIXELS",
-            1,
-            3,
-            "patchify.h: II=1, one band read (lane mux) and one write into out per cycle",
-        ),
-        _mem("PATCH_STORE", "MEM_WRITE", "write", "op_patchify (one patch, P2 not a multiple of 8)"),
-        # ---- ADD (ops/add.h)
-        _mem("ADD_LOAD_X", "MEM_READ", "read", "op_add (X row, gmem_a)"),
-        _mem("ADD_LOAD_W", "MEM_READ", "read", "op_add (W row, wmem)"),
-        Loop(
-            "ADD",
-            "ADD",
-            1,
-            4,
-            "add.h: II=1, a, b, y cyclic by VU_LANES, elements independent; depth 4 (read, align, "
-            "add, round/saturate) is an assumption",
-        ),
-        _mem("ADD_STORE_Y", "MEM_WRITE", "write", "op_add (Y row)"),
-        # ---- LAYERNORM (ops/layernorm.h)
-        _mem("LN_LOAD_PARAMS", "MEM_READ", "read", "op_layernorm (gamma, beta through wmem)"),
-        _mem("LN_LOAD_X", "MEM_READ", "read", "op_layernorm (X row)"),
-        Loop(
-            "LN_CLEAR",
-            None,
-            1,
-            0,
-            "layernorm.h LN_SUM_CLEAR / LN_VAR_CLEAR: VU_LANES trips without a pragma; below Vitis "
-            "HLS's automatic-pipelining threshold (64 trips) it stays a sequential loop, about one "
-            "cycle per trip (assumption; not counted)",
-        ),
-        Loop(
-            "LN_SUM",
-            "LN_SUM",
-            1,
-            3,
-            "layernorm.h: II=1, x cyclic by VU_LANES, part[l] += x a 1-cycle carried add per lane; "
-            "depth 3 is an assumption",
-        ),
-        Loop(
-            "LN_DIV",
-            None,
-            0,
-            76,
-            "layernorm.h: ln_tree_sum (16-input adder tree, ~2 cycles) and rdiv, one 64-bit divider "
-            "per row outside the pipelines (an HLS sdiv of 64 bits: ~68 cycles) and floor_div's "
-            "multiply-back (~6); twice per row (mean, var); 76 cycles each is an assumption",
-        ),
-        Loop(
-            "LN_VAR",
-            "LN_VAR",
-            1,
-            6,
-            "layernorm.h: II=1 as LN_SUM (d^2 < 2^48: a pipelined 25x25-bit multiplier per lane); "
-            "depth 6 is an assumption",
-        ),
-        Loop(
-            "LN_RSQRT",
-            None,
-            0,
-            12,
-            "layernorm.h: rsqrt per row (leading one, mantissa shift, table read, interpolation "
-            "multiply); 12 cycles is an assumption",
-        ),
-        Loop(
-            "LN_NORM",
-            "LN_NORM",
-            1,
-            12,
-            "layernorm.h: II=1, x, gamma, beta, y, nrow cyclic by VU_LANES, elements independent; "
-            "depth 12 (two multiplies, three roundings, saturation) is an assumption",
-        ),
-        _mem("LN_STORE_Y", "MEM_WRITE", "write", "op_layernorm (Y row)"),
-        _mem("LN_STORE_CACHE", "MEM_WRITE", "write", "op_layernorm flag CACHE (n row, then r and sh)"),
-        # ---- GELU (ops/gelu.h)
-        Loop("GELU_TABLE", "GELU_TABLE", 1, 3, "gelu.h: II=1, one table read, one write per replica bank"),
-        _mem("GELU_LOAD_X", "MEM_READ", "read", "op_gelu (X row)"),
-        Loop(
-            "GELU",
-            "GELU",
-            1,
-            10,
-            "gelu.h: II=1, x and y cyclic by VU_LANES, lane l reads replica l/2 whose parity banks "
-            "serve two lanes on two ports, no carried dependence; depth 10 (shift, clamp, table "
-            "read 2, multiply, two roundings) is an assumption",
-        ),
-        _mem("GELU_STORE_Y", "MEM_WRITE", "write", "op_gelu (Y row)"),
-        # ---- ATTENTION (ops/attention.h)
-        Loop(
-            "ATTN_EXP_COPY",
-            "ATTN_EXP_COPY",
-            1,
-            3,
-            "attention.h: II=1, one read of the exp table and one write into each copy's bank",
-        ),
-        Loop(
-            "ATTN_KV_LOAD",
-            "ATTN_KV_LOAD",
-            1,
-            3,
-            "attention.h: II=1, one qkv beat per cycle into the krow/vrow registers; each copy gets "
-            "one wide write per token. Priced as one burst per op; the flattened loop's address "
-            "jumps by XS between tokens, and if HLS issues single-beat reads instead, 8 outstanding "
-            "reads (engine.cpp) against the round trip would make it several times slower",
-            "read",
-        ),
-        _mem("ATTN_LOAD_LIST", "MEM_READ", "read", "op_attention (a patch row's connection list)"),
-        Loop(
-            "ATTN_KEYS",
-            "ATTN_KEYS",
-            1,
-            3,
-            "attention.h: II=1, one list read and one key write per cycle; `ok` is a one-gate recurrence",
-        ),
-        _mem("ATTN_LOAD_Q", "MEM_READ", "read", "op_attention (the query row)"),
-        Loop(
-            "ATTN_ROW_INIT",
-            None,
-            1,
-            0,
-            "attention.h ATTN_ROW_INIT: CFG_MAX_HEADS trips, no pragma, below the 64-trip "
-            "automatic-pipelining threshold: sequential, ~1 cycle per trip (assumption; not counted)",
-        ),
-        Loop(
-            "ATTN_ACC_INIT",
-            None,
-            1,
-            2,
-            "attention.h ATTN_ACC_INIT: CFG_MAX_DIM trips without a pragma, outside any pipeline; "
-            "Vitis HLS pipelines loops of more than 64 trips automatically (UG1399, Automatic Loop "
-            "Pipelining) at II=1, one register of acc per cycle: CFG_MAX_DIM cycles per row (not "
-            "counted). An UNROLL would make it one cycle",
-        ),
-        Loop(
-            "ATTN_QK",
-            "ATTN_QK",
-            1,
-            10,
-            "attention.h: II=1, keys[] and sbuf cyclic by ATTN_KEYS, K one word per port of its "
-            "copy, the only recurrence a one-compare max; depth 10 (K read 2, multiply 2, 3-level "
-            "adder tree 3, max 1, write 2) is an assumption",
-        ),
-        Loop(
-            "ATTN_EXP",
-            "ATTN_EXP",
-            1,
-            12,
-            "attention.h: II=1, lookup (h, u) uses its own copy's even and odd banks (two ports), "
-            "esum += group sum is one add; depth 12 (subtract, round, clamp, table read 2, "
-            "interpolation multiply 3, round, sum) is an assumption",
-        ),
-        Loop(
-            "ATTN_RECIP",
-            "ATTN_RECIP",
-            1,
-            12,
-            "attention.h: II=1, the recip table read at knots i and i+1 through its two ports, no "
-            "recurrence; depth 12 (leading one, shift, table read, multiply, round) is an assumption",
-        ),
-        Loop(
-            "ATTN_PV",
-            "ATTN_PV",
-            1,
-            14,
-            "attention.h: II=1, V as K in QK, pbuf/pwsum banks take the group's consecutive "
-            "positions, acc[c] += group sum one 48-bit add per lane; depth 14 (e r multiply 4, two "
-            "roundings, V read 2, p v multiply 2, 4-input sum 2, add 1) is an assumption",
-        ),
-        Loop(
-            "ATTN_CTX",
-            None,
-            1,
-            4,
-            "attention.h ATTN_CTX: CFG_MAX_DIM trips (requant of every channel lane) without a pragma; "
-            "automatically pipelined at II=1 like ATTN_ACC_INIT: CFG_MAX_DIM cycles per row (not "
-            "counted). An UNROLL, or requantising inside the store's beats, would hide it",
-        ),
-        _mem("ATTN_STORE_CTX", "MEM_WRITE", "write", "op_attention (the ctx row)"),
-        Loop(
-            "ATTN_MAP_SCATTER",
-            "ATTN_MAP_SCATTER",
-            1,
-            3,
-            "attention.h: II=1, one read of keys and pwsum, one write of map_row, no recurrence",
-        ),
-        Loop(
-            "ATTN_MAP_STORE",
-            "ATTN_MAP_STORE",
-            1,
-            2,
-            "attention.h: II=1, map_row cyclic by 4, each bank read on one port and cleared through the other",
-            "write",
-        ),
-        Loop(
-            "ATTN_PROBS_STORE",
-            "ATTN_PROBS_STORE",
-            1,
-            2,
-            "attention.h: II=1 while I16_PER_WORD <= 2 ATTN_KEYS: a head's pbuf has ATTN_KEYS "
-            "dual-port banks",
-            "write",
-        ),
-        # ---- SELECT (ops/select.h)
-        _mem("SEL_LOAD_ROW", "MEM_READ", "read", "op_select (a score-map row)"),
-        Loop(
-            "SEL_GATHER",
-            "SEL_GATHER",
-            1,
-            3,
-            "select.h: II=1, one read of idx, one random read of row, one write",
-        ),
-        Loop(
-            "SEL_RANK",
-            "SEL_RANK",
-            1,
-            6,
-            "select.h: II=1, scores cyclic by SEL_LANES (lane u always reads bank u), rank += count "
-            "one small add; depth 6 (read 2, compare, popcount 2, add) is an assumption",
-        ),
-        Loop("SEL_EMIT", "SEL_EMIT", 1, 2, "select.h: II=1, the recurrence w += kept is one add"),
-        _mem("SEL_LOAD_ORIGIN", "MEM_READ", "read", "op_select flag ORIGIN (origin in)"),
-        Loop(
-            "SEL_ORIGIN",
-            "SEL_ORIGIN",
-            1,
-            3,
-            "select.h: II=1, one random read of org_in, one write of org_out; `ok` a one-gate recurrence",
-        ),
-        _mem("SEL_STORE", "MEM_WRITE", "write", "op_select (idx, origin out, a connection list)"),
-        # ---- GATHER (ops/gather.h)
-        _mem("GATHER_LOAD_IDX", "MEM_READ", "read", "op_gather (the index list)"),
-        Loop(
-            "GATHER_CHECK",
-            "GATHER_CHECK",
-            1,
-            2,
-            "gather.h: II=1, one read of idx; `ok` a one-gate recurrence",
-        ),
-        Loop(
-            "GATHER_COPY",
-            "GATHER_COPY",
-            1,
-            3,
-            "gather.h: II=1, the read and write channels of the m_axi port are independent and no "
-            "beat reads what an earlier iteration wrote (DEPENDENCE pragma). Priced as one read and "
-            "one write burst per op (the same single-beat risk as ATTN_KV_LOAD)",
-            "copy",
-        ),
-    ]
-}
-
-
-# ---------------------------------------------------------------- what the model is run with
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The engine configuration, memory assumptions and loop table one estimate uses.
-
-    The defaults are the kernels as written: abi.json's config (config.h), :class:`Memory`,
-    :data:`LOOPS`, one accumulator bank. What-if variants (bench/engine_cycles.py) change
-    these and say so; acc_banks = 2 models a second accumulator bank in the matrix core (the
-    requantise/store of a row tile overlapping the next tile's MACs), which the kernel does
-    not have.
-    """
-
-    cfg: dict = field(default_factory=lambda: dict(config()))
-    mem: Memory = DEFAULT_MEMORY
-    loops: dict = field(default_factory=lambda: dict(LOOPS))
-    acc_banks: int = 1
-
-    @property
-    def clock_mhz(self) -> float:
-        return self.cfg["CLOCK_MHZ"]
-
-
-# ---------------------------------------------------------------- descriptors
-
-
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-@dataclass(frozen=True)
-class Desc:
-    """A descriptor's fields by abi.h name (unsigned), its opcode name and flag names."""
-
-    kind: str
-    flags: frozenset[str]
-    f: dict[str, int]
-
-    @classmethod
-    def decode(cls, words: np.ndarray) -> Desc:
-        a = abi()
-        w = np.asarray(words, dtype=np.uint32).reshape(-1)
-        if w.size != a["abi"]["DESC_WORDS"]:
-            raise ValueError(f"a descriptor has {a['abi']['DESC_WORDS']} words, got {w.size}")
-        op = int(w[a["desc_words"]["OP"]])
-        names = {v: k for k, v in a["opcodes"].items()}
-        code = op & 0xFF
-        if code not in names:
-            raise ValueError(f"opcode {code} is not one of abi.h's")
-        flags = frozenset(k for k, bit in a["flags"].items() if (op >> 8) & bit)
-        return cls(names[code], flags, {k: int(w[i]) for k, i in a["desc_words"].items()})
-
-
-# ---------------------------------------------------------------- one op's cost
-
-
-@dataclass
-class OpCost:
-    """What one descriptor costs: loop uses, cycles hidden by overlap, MACs.
-
-    settings: the configuration, memory assumptions and loop table it was costed with.
-    """
-
-    kind: str
-    name: str = ""
-    settings: Settings = field(default_factory=Settings)
-    uses: dict[str, list[int]] = field(default_factory=dict)  # loop label -> [trips, entries]
-    hidden: float = 0.0  # cycles that overlap other work (the linear's weight ping-pong)
-    macs: int = 0
-
-    @property
-    def cfg(self) -> dict:
-        return self.settings.cfg
-
-    def _loop(self, label: str) -> Loop:
-        return self.settings.loops[label]
-
-    def add(self, label: str, trips: int, entries: int = 1) -> None:
-        if label not in self.settings.loops:
-            raise KeyError(f"loop {label} is not in the cycle model's table")
-        u = self.uses.setdefault(label, [0, 0])
-        u[0] += int(trips)
-        u[1] += int(entries)
-
-    def loop_cycles(self) -> dict[str, float]:
-        """Cycles of each loop as if run alone (before overlap)."""
-        return {k: self._loop(k).cycles(t, e, self.settings.mem) for k, (t, e) in self.uses.items()}
-
-    def split(self) -> dict[str, float]:
-        """Cycles as issue / fill / axi (see :meth:`Loop.split`) and -hidden."""
-        out = {"issue": 0.0, "fill": 0.0, "axi": 0.0}
-        for k, (t, e) in self.uses.items():
-            for part, cyc in self._loop(k).split(t, e, self.settings.mem).items():
-                out[part] += cyc
-        out["overlap"] = -self.hidden
-        return out
-
-    @property
-    def cycles(self) -> float:
-        return sum(self.loop_cycles().values()) - self.hidden
-
-    def counters(self) -> dict[str, tuple[int, int]]:
-        """(trips, entries) per C-sim counter name, summed over the loops that feed it."""
-        out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for label, (t, e) in self.uses.items():
-            c = self._loop(label).counter
-            if c is not None:
-                out[c][0] += t
-                out[c][1] += e
-        return {k: (v[0], v[1]) for k, v in out.items()}
-
-    def uses_cycles(self, uses: list[tuple[str, int, int]]) -> float:
-        return sum(self._loop(label).cycles(t, e, self.settings.mem) for label, t, e in uses)
+FORWARD_LOOPS: list[Loop] = [
+    # ---- descriptor walker (engine.cpp, desc.h)
+    Loop("FETCH_DESC", "DESC_READ", 1, 2, "desc.h: II=1, one beat of the descriptor per cycle", "read"),
+    Loop(
+        "OP_SETUP",
+        None,
+        0,
+        10,
+        "dispatch and the op's descriptor checks (tensor_ok: 64-bit multiplies and compares); "
+        "10 cycles per op is an assumption",
+    ),
+    # ---- LOAD_LUT (ops/lut_load.h)
+    mem_loop("LUT_LOAD", "MEM_READ", "read", "op_load_lut"),
+    Loop("LUT_COPY", None, 1, 3, "lut_load.h: II=1, one knot per cycle into its table (not counted)"),
+    # ---- LINEAR (ops/linear.h)
+    Loop(
+        "LIN_LOAD_X",
+        "LIN_LOAD_X",
+        1,
+        2,
+        "linear.h: II=1, one gmem_a beat read and one write into one bank of xbuf",
+        "read",
+    ),
+    mem_loop("LIN_LOAD_B", "MEM_READ", "read", "op_linear (bias through wmem)"),
+    Loop(
+        "LIN_LOAD_W",
+        "LIN_LOAD_W",
+        1,
+        2,
+        "linear.h: II=1, one wmem beat read (a burst along the row) and one write into bank j",
+        "read",
+    ),
+    Loop(
+        "MC_K",
+        "LIN_MAC",
+        1,
+        6,
+        "linear.h mc_tile: II=1, each of the MC_ROWS X banks and MC_COLS W banks (complete "
+        "partition on dim 1) read once per cycle, acc in registers with a 1-cycle carried add; "
+        "depth 6 (BRAM read 2, lane mux 1, DSP multiply 2, 48-bit add 1) is an assumption",
+    ),
+    Loop(
+        "LIN_REQUANT",
+        "LIN_REQUANT",
+        1,
+        5,
+        "linear.h: II=1, acc is registers (one VU_LANES-wide mux per iteration), bias and yrow "
+        "cyclic by VU_LANES, no carried dependence; depth 5 (mux, bias add, sat48, round, sat16) "
+        "is an assumption",
+    ),
+    mem_loop("LIN_STORE_Y", "MEM_WRITE", "write", "lin_store_tile (one output row of a tile)"),
+    # ---- PATCHIFY (ops/patchify.h)
+    Loop("PATCH_BAND", "PATCH_BAND", 1, 2, "patchify.h: II=1, one gmem_a beat read, one band write", "read"),
+    Loop(
+        "PATCH_WORDS",
+        "PATCH_WORDS",
+        1,
+        2,
+        "patchify.h: II=1, one band read and one gmem_a beat write, counters instead of dividers",
+        "write",
+    ),
+    Loop(
+        "PATCH_PIXELS",
+        "PATCH_PIXELS",
+        1,
+        3,
+        "patchify.h: II=1, one band read (lane mux) and one write into out per cycle",
+    ),
+    mem_loop("PATCH_STORE", "MEM_WRITE", "write", "op_patchify (one patch, P2 not a multiple of 8)"),
+    # ---- ADD (ops/add.h)
+    mem_loop("ADD_LOAD_X", "MEM_READ", "read", "op_add (X row, gmem_a)"),
+    mem_loop("ADD_LOAD_W", "MEM_READ", "read", "op_add (W row, wmem)"),
+    Loop(
+        "ADD",
+        "ADD",
+        1,
+        4,
+        "add.h: II=1, a, b, y cyclic by VU_LANES, elements independent; depth 4 (read, align, "
+        "add, round/saturate) is an assumption",
+    ),
+    mem_loop("ADD_STORE_Y", "MEM_WRITE", "write", "op_add (Y row)"),
+    # ---- LAYERNORM (ops/layernorm.h)
+    mem_loop("LN_LOAD_PARAMS", "MEM_READ", "read", "op_layernorm (gamma, beta through wmem)"),
+    mem_loop("LN_LOAD_X", "MEM_READ", "read", "op_layernorm (X row)"),
+    Loop(
+        "LN_CLEAR",
+        None,
+        1,
+        0,
+        "layernorm.h LN_SUM_CLEAR / LN_VAR_CLEAR: VU_LANES trips without a pragma; below Vitis "
+        "HLS's automatic-pipelining threshold (64 trips) it stays a sequential loop, about one "
+        "cycle per trip (assumption; not counted)",
+    ),
+    Loop(
+        "LN_SUM",
+        "LN_SUM",
+        1,
+        3,
+        "layernorm.h: II=1, x cyclic by VU_LANES, part[l] += x a 1-cycle carried add per lane; "
+        "depth 3 is an assumption",
+    ),
+    Loop(
+        "LN_DIV",
+        None,
+        0,
+        76,
+        "layernorm.h: ln_tree_sum (16-input adder tree, ~2 cycles) and rdiv, one 64-bit divider "
+        "per row outside the pipelines (an HLS sdiv of 64 bits: ~68 cycles) and floor_div's "
+        "multiply-back (~6); twice per row (mean, var); 76 cycles each is an assumption",
+    ),
+    Loop(
+        "LN_VAR",
+        "LN_VAR",
+        1,
+        6,
+        "layernorm.h: II=1 as LN_SUM (d^2 < 2^48: a pipelined 25x25-bit multiplier per lane); "
+        "depth 6 is an assumption",
+    ),
+    Loop(
+        "LN_RSQRT",
+        None,
+        0,
+        12,
+        "layernorm.h: rsqrt per row (leading one, mantissa shift, table read, interpolation "
+        "multiply); 12 cycles is an assumption",
+    ),
+    Loop(
+        "LN_NORM",
+        "LN_NORM",
+        1,
+        12,
+        "layernorm.h: II=1, x, gamma, beta, y, nrow cyclic by VU_LANES, elements independent; "
+        "depth 12 (two multiplies, three roundings, saturation) is an assumption",
+    ),
+    mem_loop("LN_STORE_Y", "MEM_WRITE", "write", "op_layernorm (Y row)"),
+    mem_loop("LN_STORE_CACHE", "MEM_WRITE", "write", "op_layernorm flag CACHE (n row, then r and sh)"),
+    # ---- GELU (ops/gelu.h)
+    Loop("GELU_TABLE", "GELU_TABLE", 1, 3, "gelu.h: II=1, one table read, one write per replica bank"),
+    mem_loop("GELU_LOAD_X", "MEM_READ", "read", "op_gelu (X row)"),
+    Loop(
+        "GELU",
+        "GELU",
+        1,
+        10,
+        "gelu.h: II=1, x and y cyclic by VU_LANES, lane l reads replica l/2 whose parity banks "
+        "serve two lanes on two ports, no carried dependence; depth 10 (shift, clamp, table "
+        "read 2, multiply, two roundings) is an assumption",
+    ),
+    mem_loop("GELU_STORE_Y", "MEM_WRITE", "write", "op_gelu (Y row)"),
+    # ---- ATTENTION (ops/attention.h)
+    Loop(
+        "ATTN_EXP_COPY",
+        "ATTN_EXP_COPY",
+        1,
+        3,
+        "attention.h: II=1, one read of the exp table and one write into each copy's bank",
+    ),
+    Loop(
+        "ATTN_KV_LOAD",
+        "ATTN_KV_LOAD",
+        1,
+        3,
+        "attention.h: II=1, one qkv beat per cycle into the krow/vrow registers; each copy gets "
+        "one wide write per token. Priced as one burst per op; the flattened loop's address "
+        "jumps by XS between tokens, and if HLS issues single-beat reads instead, 8 outstanding "
+        "reads (engine.cpp) against the round trip would make it several times slower",
+        "read",
+    ),
+    mem_loop("ATTN_LOAD_LIST", "MEM_READ", "read", "op_attention (a patch row's connection list)"),
+    Loop(
+        "ATTN_KEYS",
+        "ATTN_KEYS",
+        1,
+        3,
+        "attention.h: II=1, one list read and one key write per cycle; `ok` is a one-gate recurrence",
+    ),
+    mem_loop("ATTN_LOAD_Q", "MEM_READ", "read", "op_attention (the query row)"),
+    Loop(
+        "ATTN_ROW_INIT",
+        None,
+        1,
+        0,
+        "attention.h ATTN_ROW_INIT: CFG_MAX_HEADS trips, no pragma, below the 64-trip "
+        "automatic-pipelining threshold: sequential, ~1 cycle per trip (assumption; not counted)",
+    ),
+    Loop(
+        "ATTN_ACC_INIT",
+        None,
+        1,
+        2,
+        "attention.h ATTN_ACC_INIT: CFG_MAX_DIM trips without a pragma, outside any pipeline; "
+        "Vitis HLS pipelines loops of more than 64 trips automatically (UG1399, Automatic Loop "
+        "Pipelining) at II=1, one register of acc per cycle: CFG_MAX_DIM cycles per row (not "
+        "counted). An UNROLL would make it one cycle",
+    ),
+    Loop(
+        "ATTN_QK",
+        "ATTN_QK",
+        1,
+        10,
+        "attention.h: II=1, keys[] and sbuf cyclic by ATTN_KEYS, K one word per port of its "
+        "copy, the only recurrence a one-compare max; depth 10 (K read 2, multiply 2, 3-level "
+        "adder tree 3, max 1, write 2) is an assumption",
+    ),
+    Loop(
+        "ATTN_EXP",
+        "ATTN_EXP",
+        1,
+        12,
+        "attention.h: II=1, lookup (h, u) uses its own copy's even and odd banks (two ports), "
+        "esum += group sum is one add; depth 12 (subtract, round, clamp, table read 2, "
+        "interpolation multiply 3, round, sum) is an assumption",
+    ),
+    Loop(
+        "ATTN_RECIP",
+        "ATTN_RECIP",
+        1,
+        12,
+        "attention.h: II=1, the recip table read at knots i and i+1 through its two ports, no "
+        "recurrence; depth 12 (leading one, shift, table read, multiply, round) is an assumption",
+    ),
+    Loop(
+        "ATTN_PV",
+        "ATTN_PV",
+        1,
+        14,
+        "attention.h: II=1, V as K in QK, pbuf/pwsum banks take the group's consecutive "
+        "positions, acc[c] += group sum one 48-bit add per lane; depth 14 (e r multiply 4, two "
+        "roundings, V read 2, p v multiply 2, 4-input sum 2, add 1) is an assumption",
+    ),
+    Loop(
+        "ATTN_CTX",
+        None,
+        1,
+        4,
+        "attention.h ATTN_CTX: CFG_MAX_DIM trips (requant of every channel lane) without a pragma; "
+        "automatically pipelined at II=1 like ATTN_ACC_INIT: CFG_MAX_DIM cycles per row (not "
+        "counted). An UNROLL, or requantising inside the store's beats, would hide it",
+    ),
+    mem_loop("ATTN_STORE_CTX", "MEM_WRITE", "write", "op_attention (the ctx row)"),
+    Loop(
+        "ATTN_MAP_SCATTER",
+        "ATTN_MAP_SCATTER",
+        1,
+        3,
+        "attention.h: II=1, one read of keys and pwsum, one write of map_row, no recurrence",
+    ),
+    Loop(
+        "ATTN_MAP_STORE",
+        "ATTN_MAP_STORE",
+        1,
+        2,
+        "attention.h: II=1, map_row cyclic by 4, each bank read on one port and cleared through the other",
+        "write",
+    ),
+    Loop(
+        "ATTN_PROBS_STORE",
+        "ATTN_PROBS_STORE",
+        1,
+        2,
+        "attention.h: II=1 while I16_PER_WORD <= 2 ATTN_KEYS: a head's pbuf has ATTN_KEYS dual-port banks",
+        "write",
+    ),
+    # ---- SELECT (ops/select.h)
+    mem_loop("SEL_LOAD_ROW", "MEM_READ", "read", "op_select (a score-map row)"),
+    Loop(
+        "SEL_GATHER",
+        "SEL_GATHER",
+        1,
+        3,
+        "select.h: II=1, one read of idx, one random read of row, one write",
+    ),
+    Loop(
+        "SEL_RANK",
+        "SEL_RANK",
+        1,
+        6,
+        "select.h: II=1, scores cyclic by SEL_LANES (lane u always reads bank u), rank += count "
+        "one small add; depth 6 (read 2, compare, popcount 2, add) is an assumption",
+    ),
+    Loop("SEL_EMIT", "SEL_EMIT", 1, 2, "select.h: II=1, the recurrence w += kept is one add"),
+    mem_loop("SEL_LOAD_ORIGIN", "MEM_READ", "read", "op_select flag ORIGIN (origin in)"),
+    Loop(
+        "SEL_ORIGIN",
+        "SEL_ORIGIN",
+        1,
+        3,
+        "select.h: II=1, one random read of org_in, one write of org_out; `ok` a one-gate recurrence",
+    ),
+    mem_loop("SEL_STORE", "MEM_WRITE", "write", "op_select (idx, origin out, a connection list)"),
+    # ---- GATHER (ops/gather.h)
+    mem_loop("GATHER_LOAD_IDX", "MEM_READ", "read", "op_gather (the index list)"),
+    Loop(
+        "GATHER_CHECK",
+        "GATHER_CHECK",
+        1,
+        2,
+        "gather.h: II=1, one read of idx; `ok` a one-gate recurrence",
+    ),
+    Loop(
+        "GATHER_COPY",
+        "GATHER_COPY",
+        1,
+        3,
+        "gather.h: II=1, the read and write channels of the m_axi port are independent and no "
+        "beat reads what an earlier iteration wrote (DEPENDENCE pragma). Priced as one read and "
+        "one write burst per op (the same single-beat risk as ATTN_KV_LOAD)",
+        "copy",
+    ),
+]
 
 
 def _linear(d: Desc, c: OpCost) -> None:
     cfg = c.cfg
     m, n, k = d.f["M"], d.f["N"], d.f["K"]
     rows, cols, lanes, per_beat = cfg["MC_ROWS"], cfg["MC_COLS"], cfg["VU_LANES"], cfg["I16_PER_WORD"]
-    k_words = _ceil(k, per_beat)
-    row_tiles, col_tiles = _ceil(m, rows), _ceil(n, cols)
+    k_words = ceil_div(k, per_beat)
+    row_tiles, col_tiles = ceil_div(m, rows), ceil_div(n, cols)
     c.add("LIN_LOAD_X", m * k_words, m)  # LIN_LOAD_X_ROWS: one entry per X row
     if "BIAS" in d.flags:
-        c.add("LIN_LOAD_B", _ceil(n, per_beat))
+        c.add("LIN_LOAD_B", ceil_div(n, per_beat))
     tiles = []  # per column tile: (weight-load cycles, compute cycles after its own overlap)
     for jt in range(col_tiles):
         n_cols = min(n - jt * cols, cols)
         load = [("LIN_LOAD_W", n_cols * k_words, n_cols)]  # LIN_LOAD_W_ROWS: one entry per W row
         compute = [
             ("MC_K", row_tiles * k, row_tiles),  # one mc_tile per row tile
-            ("LIN_REQUANT", m * _ceil(n_cols, lanes), m),  # LIN_STORE_ROWS: one entry per output row
-            ("LIN_STORE_Y", m * _ceil(n_cols, per_beat), m),
+            ("LIN_REQUANT", m * ceil_div(n_cols, lanes), m),  # LIN_STORE_ROWS: one entry per output row
+            ("LIN_STORE_Y", m * ceil_div(n_cols, per_beat), m),
         ]
         for label, t, e in load + compute:
             c.add(label, t, e)
@@ -566,8 +381,8 @@ def _linear(d: Desc, c: OpCost) -> None:
         if c.settings.acc_banks > 1:  # what-if: row tile it's store overlaps row tile it+1's MACs
             for it in range(row_tiles - 1):
                 n_rows = min(m - it * rows, rows)
-                store = [("LIN_REQUANT", n_rows * _ceil(n_cols, lanes), n_rows),
-                         ("LIN_STORE_Y", n_rows * _ceil(n_cols, per_beat), n_rows)]  # fmt: skip
+                store = [("LIN_REQUANT", n_rows * ceil_div(n_cols, lanes), n_rows),
+                         ("LIN_STORE_Y", n_rows * ceil_div(n_cols, per_beat), n_rows)]  # fmt: skip
                 hidden += min(c.uses_cycles(store), c.uses_cycles([("MC_K", k, 1)]))
         c.hidden += hidden
         tiles.append((c.uses_cycles(load), c.uses_cycles(compute) - hidden))
@@ -583,27 +398,27 @@ def _patchify(d: Desc, c: OpCost) -> None:
     per_beat = c.cfg["I16_PER_WORD"]
     cin, size, p = d.f["P0"], d.f["P1"], d.f["P2"]
     grid, length = size // p, cin * p * p
-    c.add("PATCH_BAND", grid * cin * p * _ceil(size, per_beat), grid * cin * p)
+    c.add("PATCH_BAND", grid * cin * p * ceil_div(size, per_beat), grid * cin * p)
     if p % per_beat == 0:
         c.add("PATCH_WORDS", grid * grid * (length // per_beat), grid * grid)
     else:
         c.add("PATCH_PIXELS", grid * grid * length, grid * grid)
-        c.add("PATCH_STORE", grid * grid * _ceil(length, per_beat), grid * grid)
+        c.add("PATCH_STORE", grid * grid * ceil_div(length, per_beat), grid * grid)
 
 
 def _add(d: Desc, c: OpCost) -> None:
     m, n = d.f["M"], d.f["N"]
-    beats = _ceil(n, c.cfg["I16_PER_WORD"])
+    beats = ceil_div(n, c.cfg["I16_PER_WORD"])
     c.add("ADD_LOAD_X", m * beats, m)
     c.add("ADD_LOAD_W", m * beats, m)
-    c.add("ADD", m * _ceil(n, c.cfg["VU_LANES"]), m)
+    c.add("ADD", m * ceil_div(n, c.cfg["VU_LANES"]), m)
     c.add("ADD_STORE_Y", m * beats, m)
 
 
 def _layernorm(d: Desc, c: OpCost) -> None:
     cfg = c.cfg
     m, k = d.f["M"], d.f["K"]
-    beats, groups = _ceil(k, cfg["I16_PER_WORD"]), _ceil(k, cfg["VU_LANES"])
+    beats, groups = ceil_div(k, cfg["I16_PER_WORD"]), ceil_div(k, cfg["VU_LANES"])
     c.add("LN_LOAD_PARAMS", 2 * beats, 2)
     c.add("LN_LOAD_X", m * beats, m)
     c.add("LN_CLEAR", 2 * m * cfg["VU_LANES"], 2 * m)
@@ -614,15 +429,15 @@ def _layernorm(d: Desc, c: OpCost) -> None:
     c.add("LN_NORM", m * groups, m)
     c.add("LN_STORE_Y", m * beats, m)
     if "CACHE" in d.flags:
-        c.add("LN_STORE_CACHE", m * (_ceil(k, cfg["I32_PER_WORD"]) + 1), 2 * m)
+        c.add("LN_STORE_CACHE", m * (ceil_div(k, cfg["I32_PER_WORD"]) + 1), 2 * m)
 
 
 def _gelu(d: Desc, c: OpCost) -> None:
     m, n = d.f["M"], d.f["N"]
-    beats = _ceil(n, c.cfg["I16_PER_WORD"])
+    beats = ceil_div(n, c.cfg["I16_PER_WORD"])
     c.add("GELU_TABLE", abi()["luts"]["GELU_KNOTS"])
     c.add("GELU_LOAD_X", m * beats, m)
-    c.add("GELU", m * _ceil(n, c.cfg["VU_LANES"]), m)
+    c.add("GELU", m * ceil_div(n, c.cfg["VU_LANES"]), m)
     c.add("GELU_STORE_Y", m * beats, m)
 
 
@@ -634,15 +449,15 @@ def _attention(d: Desc, c: OpCost) -> None:
     n_conn = d.f["P2"] if sparse else 0
     c.add("ATTN_EXP_COPY", abi()["luts"]["EXP_KNOTS"])
     first = C // per16  # attn_load_kv: the beat holding column C, up to column 3C-1
-    c.add("ATTN_KV_LOAD", M * (_ceil(3 * C, per16) - first))
+    c.add("ATTN_KV_LOAD", M * (ceil_div(3 * C, per16) - first))
     for i in range(M):  # ATTN_ROWS
         listed = sparse and i >= prefix
         length = prefix + n_conn if listed else M
-        groups = _ceil(length, keys_per_cycle)
+        groups = ceil_div(length, keys_per_cycle)
         if listed:
-            c.add("ATTN_LOAD_LIST", _ceil(n_conn, per32))
+            c.add("ATTN_LOAD_LIST", ceil_div(n_conn, per32))
             c.add("ATTN_KEYS", n_conn)
-        c.add("ATTN_LOAD_Q", _ceil(C, per16))
+        c.add("ATTN_LOAD_Q", ceil_div(C, per16))
         c.add("ATTN_ROW_INIT", cfg["MAX_HEADS"])
         c.add("ATTN_ACC_INIT", cfg["MAX_DIM"])
         c.add("ATTN_QK", groups)
@@ -650,19 +465,19 @@ def _attention(d: Desc, c: OpCost) -> None:
         c.add("ATTN_RECIP", H)
         c.add("ATTN_PV", groups)
         c.add("ATTN_CTX", cfg["MAX_DIM"])
-        c.add("ATTN_STORE_CTX", _ceil(C, per16))
+        c.add("ATTN_STORE_CTX", ceil_div(C, per16))
         if "MAP" in d.flags:
             c.add("ATTN_MAP_SCATTER", length)
-            c.add("ATTN_MAP_STORE", _ceil(M, per32))
+            c.add("ATTN_MAP_STORE", ceil_div(M, per32))
         if "PROBS" in d.flags:
-            c.add("ATTN_PROBS_STORE", H * _ceil(M, per16))
+            c.add("ATTN_PROBS_STORE", H * ceil_div(M, per16))
         c.macs += 2 * length * C  # q k^T and p v
 
 
 def _topk(c: OpCost, n: int) -> None:
     """sel_scores + sel_topk over n candidates (select.h)."""
     c.add("SEL_GATHER", n)
-    c.add("SEL_RANK", n * _ceil(n, c.cfg["SEL_LANES"]))
+    c.add("SEL_RANK", n * ceil_div(n, c.cfg["SEL_LANES"]))
     c.add("SEL_EMIT", n)
 
 
@@ -671,35 +486,35 @@ def _select(d: Desc, c: OpCost) -> None:
     M, prefix, n_keep, n_conn = d.f["M"], d.f["P1"], d.f["P2"], d.f["P3"]
     n_patch = M - prefix
     origin = "ORIGIN" in d.flags
-    c.add("SEL_LOAD_ROW", _ceil(M, per32))  # the [CLS] row
+    c.add("SEL_LOAD_ROW", ceil_div(M, per32))  # the [CLS] row
     _topk(c, n_patch)
     if origin:
-        c.add("SEL_LOAD_ORIGIN", _ceil(n_patch, per32))
+        c.add("SEL_LOAD_ORIGIN", ceil_div(n_patch, per32))
     c.add("SEL_ORIGIN", n_keep)
-    c.add("SEL_STORE", _ceil(n_keep, per32))  # idx
+    c.add("SEL_STORE", ceil_div(n_keep, per32))  # idx
     if origin or d.f["AUX2"] != 0:
-        c.add("SEL_STORE", _ceil(n_keep, per32))  # origin out
+        c.add("SEL_STORE", ceil_div(n_keep, per32))  # origin out
     if n_conn > 0:
         for _ in range(n_keep):  # SEL_CONN_ROWS
-            c.add("SEL_LOAD_ROW", _ceil(M, per32))
+            c.add("SEL_LOAD_ROW", ceil_div(M, per32))
             _topk(c, n_keep)
-            c.add("SEL_STORE", _ceil(n_conn, per32))
+            c.add("SEL_STORE", ceil_div(n_conn, per32))
 
 
 def _gather(d: Desc, c: OpCost) -> None:
     N, K, prefix = d.f["N"], d.f["K"], d.f["P1"]
-    c.add("GATHER_LOAD_IDX", _ceil(N, c.cfg["I32_PER_WORD"]))
+    c.add("GATHER_LOAD_IDX", ceil_div(N, c.cfg["I32_PER_WORD"]))
     c.add("GATHER_CHECK", N)
-    c.add("GATHER_COPY", (prefix + N) * _ceil(K, c.cfg["I16_PER_WORD"]))
+    c.add("GATHER_COPY", (prefix + N) * ceil_div(K, c.cfg["I16_PER_WORD"]))
 
 
 def _load_lut(d: Desc, c: OpCost) -> None:
     n = d.f["N"]
-    c.add("LUT_LOAD", _ceil(n, c.cfg["I32_PER_WORD"]))
+    c.add("LUT_LOAD", ceil_div(n, c.cfg["I32_PER_WORD"]))
     c.add("LUT_COPY", n)
 
 
-OPS = {
+FORWARD_OPS = {
     "NOP": lambda d, c: None,
     "LOAD_LUT": _load_lut,
     "LINEAR": _linear,
@@ -713,90 +528,4 @@ OPS = {
 }
 
 
-def op_cost(words: np.ndarray, name: str = "", settings: Settings | None = None) -> OpCost:
-    """The cost of one descriptor ((DESC_WORDS,) uint32), its fetch and dispatch included.
-
-    settings: default the kernels as written (:class:`Settings`). The descriptor must be one
-    the engine accepts (the model does not repeat the op's checks).
-    """
-    d = Desc.decode(words)
-    if d.kind not in OPS:
-        raise ValueError(f"the cycle model has no loops for op {d.kind}")
-    c = OpCost(d.kind, name, settings or Settings())
-    c.add("FETCH_DESC", abi()["abi"]["DESC_BYTES"] // c.cfg["AXI_BYTES"])
-    c.add("OP_SETUP", 0)
-    OPS[d.kind](d, c)
-    return c
-
-
-# ---------------------------------------------------------------- a whole descriptor list
-
-
-@dataclass
-class ProgramCost:
-    """The cost of one start of the engine on a descriptor list (ops run one after the other)."""
-
-    ops: list[OpCost]
-
-    @property
-    def cycles(self) -> float:
-        return sum(o.cycles for o in self.ops)
-
-    @property
-    def clock_mhz(self) -> float:
-        return self.ops[0].settings.clock_mhz if self.ops else config()["CLOCK_MHZ"]
-
-    @property
-    def ms(self) -> float:
-        return self.cycles / (self.clock_mhz * 1e3)
-
-    @property
-    def macs(self) -> int:
-        return sum(o.macs for o in self.ops)
-
-    def by_kind(self) -> dict[str, float]:
-        """Cycles per op kind (after overlap)."""
-        out: dict[str, float] = defaultdict(float)
-        for o in self.ops:
-            out[o.kind] += o.cycles
-        return dict(out)
-
-    def by_loop(self) -> dict[str, float]:
-        """Cycles per loop label (before overlap), plus 'overlap (hidden)' as a negative entry."""
-        out: dict[str, float] = defaultdict(float)
-        for o in self.ops:
-            for label, cyc in o.loop_cycles().items():
-                out[label] += cyc
-            out["overlap (hidden)"] -= o.hidden
-        return dict(out)
-
-    def split(self) -> dict[str, float]:
-        """Cycles as issue / fill / axi / overlap, summed over the ops."""
-        out: dict[str, float] = defaultdict(float)
-        for o in self.ops:
-            for k, v in o.split().items():
-                out[k] += v
-        return dict(out)
-
-    def counters(self) -> dict[str, tuple[int, int]]:
-        out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for o in self.ops:
-            for k, (t, e) in o.counters().items():
-                out[k][0] += t
-                out[k][1] += e
-        return {k: (v[0], v[1]) for k, v in out.items()}
-
-    def mac_array_bound_ms(self) -> float:
-        """The lower bound of the MAC array: every MAC of the list on MC_ROWS x MC_COLS multipliers."""
-        cfg = self.ops[0].cfg
-        return self.macs / (cfg["MC_ROWS"] * cfg["MC_COLS"]) / (self.clock_mhz * 1e3)
-
-
-def program_cost(
-    descs: np.ndarray, names: list[str] | None = None, settings: Settings | None = None
-) -> ProgramCost:
-    """The cost of a descriptor list ((n, DESC_WORDS) uint32); names label the ops (optional)."""
-    descs = np.asarray(descs, dtype=np.uint32).reshape(-1, abi()["abi"]["DESC_WORDS"])
-    names = names or [""] * len(descs)
-    settings = settings or Settings()
-    return ProgramCost([op_cost(w, nm, settings) for w, nm in zip(descs, names, strict=True)])
+register(FORWARD_LOOPS, FORWARD_OPS)
