@@ -15,9 +15,13 @@ pay the AXI round trip once per entry (each entry is one burst). Sequential part
 dividers, the rsqrt) are "loops" of zero trips whose depth is their latency. Overlap: only
 where the kernel is written for it, the matrix core's weight ping-pong (the next column
 tile's weights stream in while the current tile computes, so a tile costs
-max(compute, load)); everything else runs in program order, one op after the other.
+max(compute, load)); everything else runs in program order, one op after the other. Loops
+the kernels leave without a pragma are priced at one cycle per trip (Vitis HLS pipelines one
+of more than 64 trips automatically, and keeps a shorter one sequential) and are not counted
+by the C-sim.
 
-Numbers of the engine (sizes, lanes, port width, clock) come from abi.json, generated from
+This module holds the forward ops; cycle_model_backward.py the backward ops and the SGD
+update, cycle_core.py what both share. Numbers of the engine (sizes, lanes, port width, clock) come from abi.json, generated from
 hls/include/config.h; the II / depth / latency figures below are this model's.
 """
 
