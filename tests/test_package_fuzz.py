@@ -221,6 +221,7 @@ def test_mutated_manifests_give_package_error_or_a_correct_load(base):
         case()
     finally:
         _restore(pkg, text, files, ())
+    print(f"manifest fuzz: {dict(seen)}")  # shown with pytest -s
     assert seen["refused"] > seen["loaded"] > 0, seen  # both outcomes are exercised
 
 
@@ -321,5 +322,6 @@ def test_mutated_files_give_package_error_or_a_correct_load(base):
 
     seen = collections.Counter()
     case()
+    print(f"file fuzz: {dict(seen)}")
     assert seen["refused"] > seen["loaded"] > 0, seen
     assert (work / "outside.txt").read_text() == "secret\n"

@@ -276,7 +276,7 @@ class Trainer:
         self._sync()
         t0 = time.perf_counter()
         compile_time, compile_steps, warm_left = 0.0, 0, 0
-        for i, (x, y, idx) in enumerate(self._train_batches(indices)):
+        for i, (x, y, idx) in enumerate(_closing_bar(self._train_batches(indices), bar)):
             if i == steps:
                 break
             self.set_ratios(epoch + i / steps)
@@ -504,6 +504,16 @@ _FINITE_CHECK_EVERY = 16
 
 # Settings that may differ between a run and its resumption.
 _RESUMABLE_CHANGES = {"resume", "output", "workers", "data_dir", "compile", "compile_mode", "eval_every"}
+
+
+def _closing_bar(batches, bar):
+    """The batches; the progress bar is closed when reading them fails (an unreadable image),
+    so the error line starts on a line of its own."""
+    try:
+        yield from batches
+    except Exception:
+        bar.close()
+        raise
 
 
 def _format_row(row: dict) -> str:
