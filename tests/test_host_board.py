@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,7 +14,7 @@ import tiny_vit
 from engine_harness import ROOT, engine
 from trilevel_host import load_package
 from trilevel_host.device.base import EngineError, EngineTimeout
-from trilevel_host.device.board import BoardDevice, BoardError, check_bitstream
+from trilevel_host.device.board import VLNV, BoardDevice, BoardError, check_bitstream
 from trilevel_host.device.csim import CSimDevice, CSimEngine
 from trilevel_host.engine.abi import abi, config_hash, header_hash
 from trilevel_host.engine.program import build_program
@@ -40,31 +40,32 @@ def pynq(monkeypatch):
     fake_pynq.reset()
 
 
+def _manifest_tool():
+    """hls/tools/bitstream_manifest.py, the synthesis flow's writer of bitstreams/<name>.json."""
+    spec = importlib.util.spec_from_file_location(
+        "bitstream_manifest", ROOT / "hls/tools/bitstream_manifest.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def make_bitstream(folder, name="trilevel", hwh=True, **manifest):
-    """A .bit with its .hwh and manifest as hls/tools/bitstream_manifest.py writes it (the fake pynq
-    never reads the bitstream's bytes)."""
+    """A .bit with its .hwh and the manifest the synthesis flow writes (the fake pynq never reads
+    the bitstream's bytes); ``manifest`` overrides entries of it."""
     folder.mkdir(parents=True, exist_ok=True)
     bit = folder / f"{name}.bit"
     bit.write_bytes(b"\x00" * 64)
-    files = {"bit": bit}
-    if hwh:
-        bit.with_suffix(".hwh").write_text("<hwh/>")
-        files["hwh"] = bit.with_suffix(".hwh")
-    m = {
-        "name": name,
-        "abi_version": abi()["abi"]["ABI_VERSION"],
-        "config_hash": {"sha256": config_hash(), "of": ["hls/include/config.h", "hls/include/abi.h"]},
-        "ip_vlnv": "xilinx.com:hls:trilevel_engine:1.0",
-    }
-    for key, path in files.items():
-        data = path.read_bytes()
-        m[key] = {"file": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    bit.with_suffix(".hwh").write_text("<hwh/>")
+    m = _manifest_tool().manifest(folder, name, "xczu9eg-ffvb1156-2-e", "zcu102", 150, VLNV)
+    if not hwh:
+        bit.with_suffix(".hwh").unlink()
     bit.with_suffix(".json").write_text(json.dumps(m | manifest))
     return bit
 
 
 def test_the_config_hash_is_the_headers():
-    assert config_hash() == header_hash(ROOT / "hls" / "include"), (
+    assert config_hash() == header_hash(ROOT / "hls" / "include") == _manifest_tool().config_hash(), (
         "host/trilevel_host/engine/config_hash.json is stale: run "
         "python -c 'from trilevel_host.engine.abi import write_config_hash; write_config_hash(\"hls/include\")'"
     )
