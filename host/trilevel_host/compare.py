@@ -233,7 +233,7 @@ def markdown(rows: list[dict], costs: dict) -> str:
 
 def _breakdown_tables(costs: dict) -> list[str]:
     first = next(iter(costs.values())).by_kind()
-    kinds = sorted({k for c in costs.values() for k in c.by_kind()}, key=lambda k: -first.get(k, 0.0))
+    kinds = sorted({k for c in costs.values() for k in c.by_kind()}, key=lambda k: (-first.get(k, 0.0), k))
     lines = ["Milliseconds per op kind:", "", "| model | keep | total | " + " | ".join(kinds) + " |"]
     lines.append("|---|---|---|" + "---|" * len(kinds))
     for (model, keep), c in costs.items():
