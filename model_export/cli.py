@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -14,7 +16,8 @@ from trilevel.train import build_data
 
 from . import data
 from .arch import UnsupportedModel
-from .package_writer import ExportError, write_package
+from .output_dir import check_output
+from .package_writer import ExportError, PrecisionWarning, write_package
 
 
 def parser() -> argparse.ArgumentParser:
@@ -53,9 +56,13 @@ def _datasets(cfg, data_dir, model):
 def run(args) -> dict:
     if args.calib_images < 1 or args.golden_samples < 0:
         raise ExportError("--calib-images must be >= 1 and --golden-samples >= 0")
-    out = Path(args.output)
-    if out.exists() and not (out / "manifest.json").is_file():  # fail before the slow part
-        raise ExportError(f"output {out} exists and is not a model package; refusing to overwrite it")
+    if args.seed < 0:
+        raise ExportError(f"--seed must be >= 0, got {args.seed}")
+    out = check_output(args.output)  # fail before the slow part
+    if out in Path(os.path.abspath(args.checkpoint)).parents:
+        raise ExportError(
+            f"the checkpoint {args.checkpoint} lies inside --output {args.output}, which export replaces"
+        )
     model, cfg, ckpt = load_model(args.checkpoint)
     train, test = _datasets(cfg, args.data_dir, model)
     calib_idx = data.pick(train, args.calib_images, args.seed)
@@ -81,9 +88,25 @@ def run(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PrecisionWarning)
+        rc = _run_reporting_errors(args)
+    for w in caught:  # precision warnings as one line each, after the work
+        if issubclass(w.category, PrecisionWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return rc
+
+
+def _run_reporting_errors(args) -> int:
     try:
         manifest = run(args)
-    except (CheckpointError, ExportError, UnsupportedModel, tdata.DatasetError, FileNotFoundError) as e:
+    except KeyboardInterrupt:
+        print(f"interrupted; nothing was written to {args.output}", file=sys.stderr)
+        return 130
+    except (CheckpointError, ExportError, UnsupportedModel, tdata.DatasetError, OSError) as e:
+        # Caused by the input or the disk: one line. Anything else is a bug and keeps its traceback.
         print(f"error: {e}", file=sys.stderr)
         return 2
     n = len(manifest["files"])

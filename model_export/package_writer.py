@@ -1,16 +1,17 @@
 """Write a model package directory (docs/model_package.md) from a patched float model.
 
-Everything is written into a temporary sibling directory and renamed into place at the
-end, so a failed export never leaves a half-written package behind.
+Everything is written into a temporary sibling directory and swapped into place at the
+end, so a failed or killed export never leaves a half-written package behind, and an
+earlier package at the output path stays there until the new one takes its place.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
+import math
 import shutil
-import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,13 @@ from trilevel_host.reference.model import LR_FRAC, MASTER_EXTRA_FRAC, ModelConfi
 
 from . import arch
 from .calibrate import activation_formats, calibrate
+from .output_dir import ExportError, check_output, make_temporary_sibling, replace_dir
+
+__all__ = ["ExportError", "PrecisionWarning", "write_package"]
 
 
-class ExportError(RuntimeError):
-    pass
+class PrecisionWarning(UserWarning):
+    """A tensor whose 16-bit format loses most of its values (named in the message)."""
 
 
 class PackageDir:
@@ -57,14 +61,39 @@ class PackageDir:
         return manifest
 
 
+# The largest magnitude a 16-bit word holds at the coarsest format the engine allows.
+LARGEST_VALUE = fp.QMAX * 2.0**-fp.FRAC_MIN
+
+
 def quantize_weights(model) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, float]]:
-    """Every state_dict tensor -> int16 with its own power-of-two format from its max |w|."""
+    """Every state_dict tensor -> int16 with its own power-of-two format from its max |w|.
+
+    Refuses (ExportError naming the tensor) NaN or infinite weights and weights beyond the
+    largest 16-bit value; warns (PrecisionWarning) when most non-zero values round to 0.
+    """
     q, fmt, amax = {}, {}, {}
     for name, t in model.state_dict().items():
         w = t.detach().double().numpy()
+        bad = int(np.count_nonzero(~np.isfinite(w)))
+        if bad:
+            raise ExportError(f"weight {name} holds {bad} NaN or infinite values (did the training diverge?)")
         amax[name] = float(np.abs(w).max()) if w.size else 0.0
+        if amax[name] > LARGEST_VALUE:
+            raise ExportError(
+                f"weight {name} has max |w| = {amax[name]:.3g}, beyond the largest 16-bit fixed-point "
+                f"value {LARGEST_VALUE:.3g}: it cannot be exported"
+            )
         fmt[name] = fp.choose_frac_bits(amax[name])
         q[name] = fp.quantize(w, fmt[name]).astype(np.int16)
+        nonzero = np.count_nonzero(w)
+        lost = int(np.count_nonzero((q[name] == 0) & (w != 0)))
+        if nonzero and lost > nonzero // 2:
+            warnings.warn(
+                f"weight {name}: {lost} of {nonzero} non-zero values round to 0 at frac_bits "
+                f"{fmt[name]} (max |w| = {amax[name]:.3g})",
+                PrecisionWarning,
+                stacklevel=2,
+            )
     return q, fmt, amax
 
 
@@ -133,13 +162,10 @@ def write_package(
     producer: dict | None = None,
 ) -> dict:
     """Write the package for ``model`` (patched, eval mode) to ``output``; returns the manifest."""
-    output = Path(output)
-    if output.exists() and not (output / MANIFEST).is_file():
-        raise ExportError(f"output {output} exists and is not a model package; refusing to overwrite it")
+    output = check_output(output)
     model_section = arch.describe(model)
     cfg = model_config(model_section, model)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    tmp = make_temporary_sibling(output)
     try:
         manifest = _fill(
             PackageDir(tmp),
@@ -155,21 +181,11 @@ def write_package(
             calibration_info or {},
             producer or {},
         )
-        _replace_dir(tmp, output)
+        replace_dir(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
-
-
-def _replace_dir(tmp: Path, output: Path) -> None:
-    if output.exists():  # an earlier package: swap it out, then delete it
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
-        os.replace(output, old)
-        os.replace(tmp, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, output)
 
 
 def _fill(
@@ -192,6 +208,9 @@ def _fill(
         entry = pkg.save(f"weights/{name}.npy", arr)
         weights[name] = {**entry, "frac_bits": wfmt[name], "max_abs": wmax[name]}
     amax = calibrate(model, calib_images)
+    for name, v in amax.items():
+        if not math.isfinite(v):
+            raise ExportError(f"activation {name} is not finite on the calibration images (max |x| = {v})")
     afmt = activation_formats(amax)
     activations = {k: {"frac_bits": afmt[k], "calib_max_abs": amax[k]} for k in sorted(afmt)}
     lut_section = {}

@@ -13,6 +13,7 @@ from dataclasses import MISSING, fields
 
 from .checkpoint import CheckpointError
 from .config import PRESETS, TrainConfig
+from .validate import NonFiniteLoss
 
 HELP = {
     "model": "timm ViT name (e.g. deit_tiny_patch16_224) or preset fmnist-tiny",
@@ -101,10 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the run resumes from its last checkpoint", file=sys.stderr)
         return 130
-    except (ValueError, CheckpointError, FileNotFoundError) as e:
-        # Caused by the user's input: one line. Anything else is a bug and keeps its traceback.
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, CheckpointError, NonFiniteLoss, OSError) as e:
+        # Caused by the user's input or the disk: one line. Anything else is a bug and keeps its traceback.
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
+
+
+def one_line(e: BaseException) -> str:
+    """The message of ``e`` on one line. A DataLoader worker's error carries the worker's
+    traceback in its message; its last line is the original error."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if not lines:
+        return type(e).__name__
+    if len(lines) > 1 and "DataLoader worker" in lines[0]:
+        return lines[-1].split(": ", 1)[-1]  # drop the exception's module path
+    return " ".join(lines)
 
 
 def _delegate(command: str, argv: list[str]) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import asdict, dataclass, field, fields
+from types import UnionType as _UnionType
 
 # Tri-Level/r presets: the paper's main table uses keep ratio r at every level; the
 # attention level keeps 0.3 of the connections in the paper's DeiT-T setting.
@@ -76,16 +78,23 @@ class TrainConfig:
                 setattr(self, k, v)
 
     def validate(self) -> None:
-        for name in ("token_keep", "attn_keep", "example_keep"):
+        """ValueError naming the first setting of the wrong type or out of range (before any work)."""
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), hints[f.name])
+        for name, (lo, hi, lo_open) in _RANGES.items():
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and 0.0 < v <= 1.0 and math.isfinite(v)):
-                raise ValueError(f"{name.replace('_', '-')} must be in (0, 1], got {v}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch-size must be at least 1, got {self.batch_size}")
+            if v is None:
+                continue
+            if not math.isfinite(v) or v < lo or (lo_open and v == lo) or (hi is not None and v > hi):
+                bounds = f"{'(' if lo_open else '['}{lo}, {'inf)' if hi is None else f'{hi}]'}"
+                raise ValueError(f"{_flag(name)} must be in {bounds}, got {v}")
+        if self.locations is not None and len(set(self.locations)) != len(self.locations):
+            raise ValueError(f"locations must be distinct block indices, got {list(self.locations)}")
         if self.example_method not in ("trilevel", "random", "forgetting"):
             raise ValueError(f"unknown example method {self.example_method!r}")
+        if None not in (self.warmup_start, self.warmup_end) and self.warmup_start > self.warmup_end:
+            raise ValueError(f"warmup-start {self.warmup_start} is after warmup-end {self.warmup_end}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -99,3 +108,59 @@ class TrainConfig:
         if cfg.locations is not None:
             cfg.locations = tuple(cfg.locations)
         return cfg
+
+
+# name -> (lowest, highest or None, lowest excluded): every number a run reads
+_RANGES = {
+    "token_keep": (0.0, 1.0, True),
+    "attn_keep": (0.0, 1.0, True),
+    "example_keep": (0.0, 1.0, True),
+    "img_size": (1, None, False),
+    "in_chans": (1, None, False),
+    "num_classes": (2, None, False),
+    "synthetic_size": (1, None, False),
+    "workers": (0, None, False),
+    "epochs": (1, None, False),
+    "batch_size": (1, None, False),
+    "lr": (0.0, None, True),
+    "weight_decay": (0.0, None, False),
+    "warmup_epochs": (0.0, None, False),
+    "min_lr": (0.0, None, False),
+    "mixup": (0.0, None, False),
+    "cutmix": (0.0, None, False),
+    "smoothing": (0.0, 0.99, False),
+    "drop_path": (0.0, 0.99, False),
+    "reprob": (0.0, 1.0, False),
+    "warmup_start": (0.0, None, False),
+    "warmup_end": (0.0, None, False),
+    "ratio_levels": (0, None, False),
+    "example_updates": (0, None, False),
+    "example_first_update": (0.0, None, False),
+    "example_update_every": (0.0, None, True),
+    "example_stat_layer": (0, None, False),
+    "seed": (0, 2**32 - 1, False),
+    "eval_every": (1, None, False),
+    "max_steps_per_epoch": (1, None, False),
+}
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _check_type(name: str, value, hint) -> None:
+    """ValueError unless ``value`` fits the field's type hint (an int is a fine float, a bool no int)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, _UnionType) else (hint,)
+    for t in options:
+        base = typing.get_origin(t) or t
+        if t is type(None) and value is None:
+            return
+        if base is float and type(value) in (int, float):
+            return
+        if base is int and type(value) is int:
+            return
+        if base in (str, bool, dict) and type(value) is base:
+            return
+        if base is tuple and isinstance(value, (tuple, list)) and all(type(x) is int for x in value):
+            return
+    raise ValueError(f"{_flag(name)} has the wrong type: {value!r}")

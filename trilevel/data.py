@@ -150,12 +150,32 @@ def load_image_folder(root: str, img_size: int, in_chans: int, cfg) -> tuple:
         val = ImageFolder(str(val_dir), transform=eval_tf, loader=loader) if val_dir else None
     except (FileNotFoundError, RuntimeError) as e:
         raise DatasetError(f"{root} is not an ImageFolder tree: {e}") from e
+    if val is not None:
+        align_classes(train, val, val_dir)
     return train, val, len(train.classes), mean, std
+
+
+def align_classes(train, val, val_dir) -> None:
+    """Give ``val`` the labels of ``train``'s classes (ImageFolder numbers each tree's classes itself).
+
+    A val/ tree with a subset of the training classes is relabelled; one with a class the
+    training tree lacks is refused, since the model cannot be scored on it.
+    """
+    unknown = sorted(set(val.classes) - set(train.classes))
+    if unknown:
+        raise DatasetError(f"{val_dir} has classes that train/ lacks: {', '.join(unknown[:5])}")
+    to_train = {i: train.class_to_idx[c] for i, c in enumerate(val.classes)}
+    val.samples = [(p, to_train[y]) for p, y in val.samples]
+    val.imgs, val.targets = val.samples, [y for _, y in val.samples]
+    val.classes, val.class_to_idx = list(train.classes), dict(train.class_to_idx)
 
 
 def _open_image(path: str, in_chans: int):
     from PIL import Image
 
-    with open(path, "rb") as f:
-        img = Image.open(f)
-        return img.convert("RGB" if in_chans == 3 else "L")
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            return img.convert("RGB" if in_chans == 3 else "L")
+    except Exception as e:  # PIL raises several types for broken files; name the file
+        raise DatasetError(f"cannot read image {path} ({type(e).__name__}: {e})") from None

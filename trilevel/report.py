@@ -3,22 +3,38 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 from pathlib import Path
 
 SCALAR_TYPES = (int, float, str, type(None))
 
 
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write through a temporary file and a rename: a full disk or a kill leaves the old file
+    whole and no temporary file behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_log(out: Path, history: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "log.json").write_text(json.dumps(history, indent=1) + "\n")
+    write_atomic(out / "log.json", json.dumps(history, indent=1) + "\n")
     columns: list[str] = []
     for row in history:
         columns += [k for k, v in row.items() if _is_scalar(v) and k not in columns]
-    with open(out / "log.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(history)
+    write_atomic(out / "log.csv", text.getvalue())
 
 
 def _is_scalar(v) -> bool:
@@ -44,6 +60,8 @@ def write_curves(out: Path, history: list[dict]) -> Path:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     path = out / "curves.png"
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
+    write_atomic(path, png.getvalue())
     return path

@@ -26,15 +26,31 @@ from tqdm import tqdm
 
 from . import distributed as dist_utils
 from . import models
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import (
+    RESUME_FIELDS,
+    CheckpointError,
+    check_fields,
+    load_checkpoint,
+    numpy_rng_state,
+    save_checkpoint,
+    set_numpy_rng_state,
+)
 from .config import TrainConfig
 from .data import IndexedDataset, InMemoryDataset, load_fashion_mnist, load_image_folder, make_synthetic
 from .device_loader import DeviceLoader
 from .macs import macs_per_image, tokens_per_stage
 from .patch import patch
-from .report import write_curves, write_log
+from .report import write_atomic, write_curves, write_log
 from .schedule import KeepRatioSchedule, paper_warmup
 from .selection import keep_count
+from .validate import (
+    NonFiniteLoss,
+    check_classes,
+    check_finite_loss,
+    check_model_input,
+    prepare_output,
+    set_aside_previous_run,
+)
 
 
 def build_data(cfg: TrainConfig):
@@ -59,6 +75,7 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int):
         drop_path_rate=cfg.drop_path,
     )
     model = models.create(timm_name, kwargs)
+    check_model_input(model.patch_embed.img_size[0], model.patch_embed.patch_size[0])
     depth = len(model.blocks)
     cfg.locations = tuple(cfg.locations) if cfg.locations is not None else models.default_locations(depth)
     stat_layer = None
@@ -83,12 +100,13 @@ class Trainer:
             train, test, n_cls, mean, std = load_image_folder(cfg.dataset, img, in_chans, cfg)
         else:
             train, test, n_cls, in_chans, mean, std = data
-        self.model, self.model_spec = build_model(cfg, cfg.num_classes or n_cls, in_chans)
+        num_classes = check_classes(cfg.num_classes, n_cls)
+        self.model, self.model_spec = build_model(cfg, num_classes, in_chans)
         self.model.to(self.device)
         self.state = self.model.trilevel
         self.img_size = self.model.patch_embed.img_size[0]
         self.in_chans = self.model.patch_embed.proj.in_channels
-        self.data_info = {"mean": list(mean), "std": list(std), "num_classes": cfg.num_classes or n_cls}
+        self.data_info = {"mean": list(mean), "std": list(std), "num_classes": num_classes}
         self.num_train = len(train)
         self._setup_loaders(train, test)
 
@@ -102,7 +120,7 @@ class Trainer:
         # the whole set until its update, which then only shifts the cosine slightly.
         scheduled = self.num_train if cfg.example_method == "forgetting" else subset
         self.steps_per_epoch = self._steps(scheduled // info.world_size)
-        lr = cfg.lr if cfg.lr is not None else 5e-4 * global_batch / 512
+        lr = self.peak_lr = cfg.lr if cfg.lr is not None else 5e-4 * global_batch / 512
         fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel, not one per tensor
         self.optimizer = create_optimizer_v2(
             self.model, "adamw", lr=lr, weight_decay=cfg.weight_decay, **fused
@@ -258,7 +276,7 @@ class Trainer:
         self._sync()
         t0 = time.perf_counter()
         compile_time, compile_steps, warm_left = 0.0, 0, 0
-        for i, (x, y, idx) in enumerate(self._train_batches(indices)):
+        for i, (x, y, idx) in enumerate(_closing_bar(self._train_batches(indices), bar)):
             if i == steps:
                 break
             self.set_ratios(epoch + i / steps)
@@ -284,6 +302,12 @@ class Trainer:
             self.step += 1
             self.scheduler.step_update(self.step)
             loss_sum += loss.detach()
+            if (i + 1) % _FINITE_CHECK_EVERY == 0 or i + 1 == steps:  # before any checkpoint
+                try:
+                    check_finite_loss(loss_sum, epoch, i + 1, self.peak_lr)
+                except NonFiniteLoss:
+                    bar.close()  # so the error is the last thing on the line
+                    raise
             if self.selector is not None:
                 # Correct means the dominant label of the (mixed) image the model was shown.
                 dominant = target.argmax(-1) if target.ndim == 2 else target
@@ -357,13 +381,14 @@ class Trainer:
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": np.random.get_state(),
+                "numpy": numpy_rng_state(),
                 "python": random.getstate(),
             },
         }
 
     def resume(self, path: Path) -> None:
         ckpt = load_checkpoint(path)
+        check_fields(ckpt, path, RESUME_FIELDS)
         ours, theirs = self.cfg.to_dict(), ckpt["config"]
         changed = [k for k in ours if k not in _RESUMABLE_CHANGES and ours[k] != theirs.get(k)]
         if ckpt["model_spec"] != self.model_spec or changed:
@@ -371,19 +396,22 @@ class Trainer:
                 f"{path} was written by a run with other settings ({', '.join(changed) or 'model'}); "
                 "use another --output or --no-resume"
             )
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            if self.selector is not None:
+                self.selector.load_state_dict(ckpt["example_selector"])
+            rng = ckpt["rng"]
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            set_numpy_rng_state(rng["numpy"])
+            random.setstate(rng["python"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+            raise CheckpointError(f"{path} cannot be resumed ({type(e).__name__}: {e})"[:300]) from None
         self.epoch, self.step = ckpt["epoch"], ckpt["step"]
         self.wall_offset, self.history = ckpt["wall_time_s"], ckpt["history"]
-        if self.selector is not None:
-            self.selector.load_state_dict(ckpt["example_selector"])
-        rng = ckpt["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
 
     # ----------------------------------------------------------------- run
     def fit(self, stop_after: int | None = None) -> dict:
@@ -393,6 +421,8 @@ class Trainer:
             self.resume(last)
             if self.info.is_main:
                 print(f"resumed from {last} at epoch {self.epoch}", file=sys.stderr)
+        elif self.info.is_main and (aside := set_aside_previous_run(out)) is not None:
+            print(f"starting afresh: the earlier run's files in {out} were moved to {aside}", file=sys.stderr)
         t_start = time.perf_counter() - self.wall_offset
         while self.epoch < self.cfg.epochs:
             epoch = self.epoch
@@ -420,7 +450,7 @@ class Trainer:
                 return {}
         metrics = self.final_metrics()
         if self.info.is_main:
-            (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
             write_curves(out, self.history)
         return metrics
 
@@ -469,8 +499,21 @@ class Trainer:
 # Steps timed apart after a graph is first used: compilation, CUDA-graph warm-up, recording.
 _WARM_STEPS = 3
 
+# Steps between checks for a NaN/inf loss (each check waits for the device).
+_FINITE_CHECK_EVERY = 16
+
 # Settings that may differ between a run and its resumption.
 _RESUMABLE_CHANGES = {"resume", "output", "workers", "data_dir", "compile", "compile_mode", "eval_every"}
+
+
+def _closing_bar(batches, bar):
+    """The batches; the progress bar is closed when reading them fails (an unreadable image),
+    so the error line starts on a line of its own."""
+    try:
+        yield from batches
+    except Exception:
+        bar.close()
+        raise
 
 
 def _format_row(row: dict) -> str:
@@ -486,6 +529,7 @@ def _format_row(row: dict) -> str:
 def run(cfg: TrainConfig, stop_after: int | None = None) -> dict:
     cfg.apply_preset()
     cfg.validate()
+    prepare_output(cfg.output)
     info = dist_utils.setup()
     try:
         return Trainer(cfg, info).fit(stop_after=stop_after)

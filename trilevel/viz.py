@@ -24,7 +24,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_model
 from .config import TrainConfig
-from .data import IMAGENET_MEAN, IMAGENET_STD, DatasetError, InMemoryDataset
+from .data import IMAGENET_MEAN, IMAGENET_STD, DatasetError, InMemoryDataset, align_classes
 from .device_loader import DeviceLoader
 from .example_selector import ExampleSelector
 
@@ -43,30 +43,42 @@ def main(argv: list[str] | None = None) -> int:
     if args.count < 1 or args.images < 1:
         p.error("--count and --images must be at least 1")
     try:
-        model, cfg, ckpt = load_model(args.checkpoint)
-        spec = ckpt["model_spec"]["kwargs"]
-        img_size = int(spec.get("img_size") or model.patch_embed.img_size[0])
-        in_chans = int(spec.get("in_chans") or model.patch_embed.proj.in_channels)
-        data = _Data(cfg, img_size, in_chans)
-        test = data.load("test", range(args.images))
-    except (CheckpointError, DatasetError) as e:
+        return _run(args)
+    except (CheckpointError, DatasetError, OSError) as e:
         print(f"trilevel viz: error: {e}", file=sys.stderr)
         return 2
+
+
+def _run(args) -> int:
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"--output {out} is a file, not a folder")
+    model, cfg, ckpt = load_model(args.checkpoint)
+    img_size = model.patch_embed.img_size[0]
+    in_chans = model.patch_embed.proj.in_channels
+    data = _Data(cfg, img_size, in_chans)
+    test = data.load("test", range(args.images))
+    state = ckpt.get("example_selector")
+    sel = None
+    if state is not None:
+        try:
+            sel = ExampleSelector.from_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            raise CheckpointError(
+                f"{args.checkpoint}: unusable example-selector state ({type(e).__name__}: {e})"
+            ) from None
     out.mkdir(parents=True, exist_ok=True)
     loader = DeviceLoader(test, len(test), img_size, in_chans, torch.device("cpu"), train=False)
     x = loader.transform(test.images)  # (B, C, S, S) normalised model input
     pruned_patches_figure(model, x, _display(x * loader.std + loader.mean), out / "pruned_patches.png")
 
-    state = ckpt.get("example_selector")
-    if state is None:
+    if sel is None:
         print(
             f"trilevel viz: error: {args.checkpoint} holds no example-selector state (trained with "
             "example keep 1.0?); wrote pruned_patches.png only",
             file=sys.stderr,
         )
         return 1
-    sel = ExampleSelector.from_state_dict(state)
     if sel.num_examples != data.num_train:
         print(
             f"trilevel viz: error: the example selector covers {sel.num_examples} examples but "
@@ -221,13 +233,17 @@ class _Data:
             train, test = ImageFolder(str(train_dir)), ImageFolder(str(val_dir))
         except (FileNotFoundError, RuntimeError) as e:
             raise DatasetError(f"{root} is not an ImageFolder tree: {e}") from e
+        align_classes(train, test, val_dir)
         self.classes = train.classes
         return train, test
 
     def _open(self, file: str) -> torch.Tensor:
         from PIL import Image
 
-        with Image.open(file) as img:
-            img = img.convert("RGB" if self.in_chans == 3 else "L").resize((self.img_size, self.img_size))
-            a = np.asarray(img, dtype=np.uint8)
+        try:
+            with Image.open(file) as img:
+                img = img.convert("RGB" if self.in_chans == 3 else "L").resize((self.img_size, self.img_size))
+                a = np.asarray(img, dtype=np.uint8)
+        except Exception as e:  # PIL raises several types for broken files; name the file
+            raise DatasetError(f"cannot read image {file} ({type(e).__name__}: {e})") from None
         return torch.from_numpy(a.copy()).view(self.img_size, self.img_size, -1).permute(2, 0, 1)
