@@ -8,7 +8,6 @@ op table in hls/README.md.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cache
 from pathlib import Path
@@ -63,26 +62,7 @@ def split64(value: int) -> dict[str, int]:
     return {"E0": value & 0xFFFFFFFF, "E1": value >> 32}
 
 
-CONFIG_HASH_FILE = Path(__file__).with_name("config_hash.json")
-HASHED_HEADERS = ("config.h", "abi.h")  # as hls/tools/bitstream_manifest.py hashes them
-
-
-def header_hash(include: Path) -> str:
-    """sha256 (hex) of hls/include/config.h followed by abi.h, byte for byte: the engine's identity
-    as a bitstream's manifest (bitstreams/<name>.json, ``config_hash``) records it."""
-    h = hashlib.sha256()
-    for name in HASHED_HEADERS:
-        h.update((Path(include) / name).read_bytes())
-    return h.hexdigest()
-
-
 def config_hash() -> str:
-    """The header hash of the engine this host package was built for (config_hash.json, kept
-    current by a test: the headers are not installed with the host package)."""
-    return json.loads(CONFIG_HASH_FILE.read_text())["sha256"]
-
-
-def write_config_hash(include: Path) -> None:
-    """Regenerate config_hash.json from a source tree's hls/include."""
-    entry = {"sha256": header_hash(include), "of": [f"hls/include/{n}" for n in HASHED_HEADERS]}
-    CONFIG_HASH_FILE.write_text(json.dumps(entry, indent=1) + "\n")
+    """sha256 of hls/include/config.h followed by abi.h, the engine's identity as a bitstream's
+    manifest (bitstreams/<name>.json, ``config_hash``) records it; generated into abi.json."""
+    return abi()["config_hash"]["sha256"]
