@@ -5,11 +5,10 @@
 
 Steady-state training steps (forward, backward, AdamW) on random images already on the
 GPU, bf16 autocast, timed with CUDA events after a warm-up that absorbs compilation. A run
-is named ``dense``, ``token-R`` or ``token-R+attn-R``, optionally with options after colons:
-``:static`` (one graph per token count instead of symbolic counts) and ``:sdpa``,
-``:cudnn``, ``:efficient`` or ``:math`` (how masked blocks compute attention, see
-trilevel/attention.py). ``compile_s`` is the time of the first steps (compilation and CUDA
-graph recording); runs in one process share inductor's caches, so only the first run's
+is named ``dense``, ``token-R`` or ``token-R+attn-R``, optionally followed by ``:symbolic``
+(model.trilevel.symbolic_counts: one graph for every token count) or ``:static`` (the
+default: one graph per count). ``compile_s`` is the time of the first steps (compilation and
+CUDA graph recording); runs in one process share inductor's caches, so only the first run's
 figure is a cold one. Writes bench/results/token_throughput.json. Only meaningful on a GPU.
 """
 
@@ -20,6 +19,7 @@ import json
 import re
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import timm
@@ -29,27 +29,24 @@ from timm.optim import create_optimizer_v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import trilevel  # noqa: E402
-from trilevel.attention import MASKED_ATTENTION  # noqa: E402
 
 _NAME = re.compile(r"^(dense|token-([0-9.]+)(\+attn-([0-9.]+))?)((:[a-z]+)*)$")
 
 
 def parse_run(spec: str) -> dict:
-    """'token-0.7+attn-0.3:math' -> {'name', 'token_keep', 'attn_keep', 'static', 'masked_attention'}."""
+    """'token-0.7+attn-0.3:symbolic' -> {'name', 'token_keep', 'attn_keep', 'symbolic'}."""
     m = _NAME.match(spec)
     if m is None:
-        raise ValueError(f"bad run {spec!r}: dense, token-R or token-R+attn-R, then :options")
+        raise ValueError(f"bad run {spec!r}: dense, token-R or token-R+attn-R, then :static or :symbolic")
     options = [o for o in m.group(5).split(":") if o]
-    bad = [o for o in options if o != "static" and o not in MASKED_ATTENTION]
+    bad = [o for o in options if o not in ("static", "symbolic")]
     if bad:
-        raise ValueError(f"bad option {bad[0]!r} in {spec!r}: static or one of {', '.join(MASKED_ATTENTION)}")
-    masked = [o for o in options if o in MASKED_ATTENTION]
+        raise ValueError(f"bad option {bad[0]!r} in {spec!r}: static or symbolic")
     return {
         "name": spec,
         "token_keep": float(m.group(2)) if m.group(2) else None,
         "attn_keep": float(m.group(4)) if m.group(4) else 1.0,
-        "static": "static" in options,
-        "masked_attention": masked[0] if masked else "sdpa",
+        "symbolic": "symbolic" in options,
     }
 
 
@@ -94,9 +91,8 @@ def run_one(spec: dict, args) -> dict:
     model = timm.create_model(args.model, num_classes=1000)
     if spec["token_keep"] is not None:
         trilevel.patch(model, token_keep=spec["token_keep"], attn_keep=spec["attn_keep"])
-        st = model.trilevel
-        st.symbolic_counts = not spec["static"]
-        st.masked_attention = spec["masked_attention"]
+        model.trilevel.symbolic_counts = spec["symbolic"]
+        model.trilevel.attention_level = spec["attn_keep"] < 1
     img_size = model.patch_embed.img_size[0]
     compile_s, ips = measure(model, args, img_size)
     return {
@@ -105,8 +101,7 @@ def run_one(spec: dict, args) -> dict:
         "compile_s": round(compile_s, 1),
         "token_keep": spec["token_keep"] or 1.0,
         "attn_keep": spec["attn_keep"],
-        "symbolic_counts": spec["token_keep"] is not None and not spec["static"],
-        "masked_attention": spec["masked_attention"] if spec["attn_keep"] < 1 else None,
+        "symbolic_counts": spec["symbolic"],
         "batch_size": args.batch_size,
         "compile_mode": args.mode,
         "macs_per_image": trilevel.macs_per_image(model),
@@ -171,8 +166,9 @@ def main() -> int:
     for spec in specs:
         try:
             result["runs"].append(run_one(spec, args))
-        except Exception as e:  # noqa: BLE001 - one failed configuration must not lose the others
-            print(f"run {spec['name']} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        except Exception:  # noqa: BLE001 - one failed configuration must not lose the others
+            print(f"run {spec['name']} failed:", file=sys.stderr)
+            traceback.print_exc()
             continue
         finally:
             torch._dynamo.reset()

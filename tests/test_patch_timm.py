@@ -8,7 +8,6 @@ import torch.nn.functional as F
 import trilevel
 from trilevel import models
 from trilevel import selection as sel
-from trilevel.attention import MASKED_ATTENTION, masked_attention
 
 LOCATIONS = (1, 3)
 
@@ -166,11 +165,11 @@ def test_kept_attention_equals_the_restricted_full_map():
     )
 
 
-@pytest.mark.parametrize("how", ["sdpa", "math"])
 @pytest.mark.parametrize("n_keep, n_conn", [(12, 4), (15, 15), (7, 1)])
-def test_masked_attention_equals_the_boolean_mask_forward_and_backward(how, n_keep, n_conn):
-    """What the blocks after a selector now compute against the boolean-mask SDPA they ran
-    before, and both against attention written out over each row's connection list."""
+def test_bias_attention_equals_the_boolean_mask_forward_and_backward(n_keep, n_conn):
+    """What the blocks after a selector now compute (SDPA with the bias) against the
+    boolean-mask SDPA they ran before, and both against attention written out over each
+    row's connection list."""
     torch.manual_seed(n_keep)
     B, H, D, prefix = 3, 2, 8, 1
     M = prefix + n_keep
@@ -181,7 +180,7 @@ def test_masked_attention_equals_the_boolean_mask_forward_and_backward(how, n_ke
     results = []
     for attend in (
         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=sel.connection_mask(conn, prefix)),
-        lambda q, k, v: masked_attention(q, k, v, bias, 0.0, how),
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=bias),
         lambda q, k, v: _listed_attention(q, k, v, conn, prefix),
     ):
         out = attend(*qkv)
@@ -192,20 +191,8 @@ def test_masked_attention_equals_the_boolean_mask_forward_and_backward(how, n_ke
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-def test_the_model_is_the_same_whichever_masked_attention(x):
-    model = sparse_vit()
-    with torch.no_grad():
-        ref = model(x)
-        model.trilevel.masked_attention = "math"
-        out = model(x)
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="masked_attention must be one of"):
-        model.trilevel.masked_attention = "flash"
-
-
 @pytest.mark.gpu
-@pytest.mark.parametrize("how", MASKED_ATTENTION)
-def test_masked_attention_on_cuda_in_bf16(how):
+def test_bias_attention_on_cuda_in_bf16():
     """DeiT-T's shapes after the first selector at R_T 0.7, R_A 0.3, against float64."""
     torch.manual_seed(0)
     B, H, D, prefix, n_keep, n_conn = 64, 3, 64, 1, 138, 42
@@ -214,15 +201,15 @@ def test_masked_attention_on_cuda_in_bf16(how):
         torch.randn(B, H, prefix + n_keep, D, dtype=torch.float64, requires_grad=True) for _ in range(3)
     ]
     dout = torch.randn(B, H, prefix + n_keep, D, dtype=torch.float64)
-    ref_mask = sel.connection_mask(conn, prefix)
-    ref_out = F.scaled_dot_product_attention(*ref_in, attn_mask=ref_mask)
+    ref_out = F.scaled_dot_product_attention(*ref_in, attn_mask=sel.connection_mask(conn, prefix))
     ref = (ref_out, *torch.autograd.grad(ref_out, ref_in, dout))
     cuda_in = [t.detach().cuda().bfloat16().requires_grad_() for t in ref_in]
-    out = masked_attention(*cuda_in, sel.connection_bias(conn.cuda(), prefix, torch.bfloat16), 0.0, how)
+    bias = sel.connection_bias(conn.cuda(), prefix, torch.bfloat16)
+    out = F.scaled_dot_product_attention(*cuda_in, attn_mask=bias)
     got = (out, *torch.autograd.grad(out, cuda_in, dout.cuda().bfloat16()))
     for g, r in zip(got, ref):
         rel = float((g.double().cpu() - r).norm() / r.norm())
-        assert rel < 1e-2, (how, rel)
+        assert rel < 1e-2, rel
 
 
 def _listed_attention(q, k, v, conn, prefix):

@@ -27,7 +27,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from . import selection as sel
-from .attention import MASKED_ATTENTION, attention_forward
+from .attention import attention_forward
 from .models import default_locations
 
 
@@ -40,14 +40,13 @@ class TriLevelState:
     stat_layer: block whose attention variance is recorded for the example level (None: off).
     record: keep the kept-token and connection indices of the last forward (for export and
     visualisation; off during compiled training, where the statistic alone is kept).
+    symbolic_counts: under torch.compile the token and connection counts become symbolic
+    sizes, so one graph serves every keep ratio instead of one graph per distinct count.
+    Off by default: it works on the CPU (tests/test_compile_recompiles.py), but with
+    PyTorch 2.11 on an H100 the compiled training step failed (docs/design.md).
     attention_level: run the attention level's code path also at attn_keep 1.0 (every
-    connection kept, the same output), so that a compiled graph keeps its structure when the
+    connection kept, the same output), so that a symbolic graph keeps its structure when the
     warm-up moves attn_keep off 1.0. The attention level always runs at attn_keep < 1.
-    symbolic_counts: under torch.compile the token and connection counts are symbolic sizes,
-    so one graph serves every keep ratio (a CUDA graph is still recorded per count). False:
-    one graph per distinct count.
-    masked_attention: how blocks under a connection mask compute attention, one of
-    ``trilevel.attention.MASKED_ATTENTION`` (see there).
     """
 
     token_keep: float = 0.7
@@ -55,9 +54,8 @@ class TriLevelState:
     locations: tuple[int, ...] = (3, 6, 9)
     stat_layer: int | None = None
     record: bool = False
+    symbolic_counts: bool = False
     attention_level: bool = False
-    symbolic_counts: bool = True
-    masked_attention: str = "sdpa"
     # Outputs of the last forward.
     last_keep_idx: list[torch.Tensor] = field(default_factory=list)  # (B, n_keep) original patch ids
     last_connections: list[torch.Tensor | None] = field(default_factory=list)  # (B, n_keep, n_conn)
@@ -70,13 +68,16 @@ class TriLevelState:
     # Per selector, an empty tensor (0, n_keep, n_conn) whose sizes carry the counts into
     # the forward: a compiled graph reads them as symbolic sizes, never the ratios.
     counts: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+    # What the forward branches on: branching on attn_keep itself would make a compiled
+    # graph guard on the ratio's value.
+    attention_on: bool = field(default=False, init=False, repr=False)
     # Values passed between blocks during one forward, keyed by (what, block index).
     scratch: dict = field(default_factory=dict, repr=False)
 
     def __setattr__(self, name: str, value) -> None:
-        if name == "masked_attention" and value not in MASKED_ATTENTION:
-            raise ValueError(f"masked_attention must be one of {', '.join(MASKED_ATTENTION)}, got {value!r}")
         super().__setattr__(name, value)
+        # A new ratio, location set or device rebuilds the count tensors (the trainer sets
+        # the ratios directly, every step of the warm-up).
         if name in _COUNT_INPUTS and "scratch" in self.__dict__:  # after __init__
             self._refresh_counts()
 
@@ -93,8 +94,6 @@ class TriLevelState:
                 torch._dynamo.maybe_mark_dynamic(c, 2)
             counts[i], n = c, n_keep
         object.__setattr__(self, "counts", counts)
-        # A bool for the forward to branch on: branching on the ratio itself would make a
-        # compiled graph guard on its value.
         object.__setattr__(self, "attention_on", self.attention_level or self.attn_keep < 1.0)
 
     def governing_selector(self, block: int) -> int | None:
@@ -336,7 +335,7 @@ class _TriLevelAttention:
                 else super().forward(x)
             )
         _refuse_masks(attn_mask, is_causal)
-        out, q, k = attention_forward(self, x, mask, st.masked_attention)
+        out, q, k = attention_forward(self, x, mask)
         if scores_wanted:
             st.scratch[("qk", i)] = (q.detach(), k.detach(), mask)
         return out

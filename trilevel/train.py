@@ -65,9 +65,6 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int):
     if cfg.example_keep < 1.0 or cfg.example_method == "forgetting":
         stat_layer = cfg.example_stat_layer if cfg.example_stat_layer is not None else depth - 1
     patch(model, token_keep=1.0, attn_keep=1.0, locations=cfg.locations, stat_layer=stat_layer)
-    # The attention level's path from the first step (at R_A 1.0 it keeps every connection), so
-    # a compiled model keeps one graph while the warm-up moves R_A off 1.0.
-    model.trilevel.attention_level = cfg.attn_keep < 1.0
     return model, {"timm_name": timm_name, "kwargs": kwargs}
 
 
@@ -166,12 +163,11 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         if cfg.compile:
-            # The token counts are symbolic sizes (model.trilevel.symbolic_counts): one graph for
-            # the whole warm-up, and a CUDA graph recorded per step of its staircase.
+            # One graph per distinct token count; the staircase warm-up keeps that to a few.
             torch._dynamo.config.cache_size_limit = 64
             mode = cfg.compile_mode if self.device.type == "cuda" else None
-            # dynamic=False: every other size is a constant of the graph (left to automatic
-            # dynamic shapes, the batch and image sizes turned symbolic too and compiles crawled).
+            # dynamic=False: token counts are constants of each graph. Left to automatic
+            # dynamic shapes, a changed keep ratio turns them symbolic and compiles crawl.
             self.net = torch.compile(self.net, mode=mode, dynamic=False)
         self.autocast = dict(
             device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.amp and self.device.type == "cuda"
