@@ -65,7 +65,9 @@ def make_bitstream(folder, name="trilevel", hwh=True, **manifest):
 
 
 def test_the_config_hash_is_the_headers():
-    assert config_hash() == _manifest_tool().config_hash(), "abi.json is stale: python hls/tools/gen_abi_json.py"
+    assert config_hash() == _manifest_tool().config_hash(), (
+        "abi.json is stale: python hls/tools/gen_abi_json.py"
+    )
 
 
 def test_bitstream_checks(tmp_path):

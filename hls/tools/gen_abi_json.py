@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     text = render()
     if args.check:
         if not OUT.is_file() or OUT.read_text() != text:
-            print(f"error: {OUT.relative_to(ROOT)} is stale: run python hls/tools/gen_abi_json.py", file=sys.stderr)
+            print(
+                f"error: {OUT.relative_to(ROOT)} is stale: run python hls/tools/gen_abi_json.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     OUT.parent.mkdir(parents=True, exist_ok=True)
