@@ -12,7 +12,7 @@ import typing
 from dataclasses import MISSING, fields
 
 from .checkpoint import CheckpointError
-from .config import PRESETS, TrainConfig
+from .config import PRESETS, TrainConfig, preset_defaults
 from .validate import NonFiniteLoss
 
 HELP = {
@@ -57,14 +57,26 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .train import run
-
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "extra"}
     cfg = TrainConfig(**values)
     if cfg.locations is not None:
         cfg.locations = tuple(cfg.locations)
-    metrics = run(cfg, stop_after=args.stop_after)
+    return cfg
+
+
+def parse_train(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The parsed flags of ``trilevel train``. A preset sets defaults; flags given on the
+    command line still win, so the flags are parsed again once the preset is known."""
+    args = parser.parse_args(argv)
+    parser.set_defaults(**preset_defaults(args.preset))
+    return parser.parse_args(argv)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import run
+
+    metrics = run(config_from_args(args), stop_after=args.stop_after)
     if metrics:
         print(summary(metrics))
     return 0
@@ -89,16 +101,17 @@ def summary(m: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trilevel", description="Tri-Level E-ViT training and export")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_train_args(sub.add_parser("train", help="train a timm ViT with the three levels"))
+    train_parser = sub.add_parser("train", help="train a timm ViT with the three levels")
+    add_train_args(train_parser)
     sub.add_parser("export", help="write the 16-bit fixed-point model package", add_help=False)
     sub.add_parser("viz", help="pictures of forgotten examples and pruned patches", add_help=False)
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("export", "viz"):
         return _delegate(argv[0], argv[1:])
-    args = parser.parse_args(argv)
+    parser.parse_args(argv)  # --help, a missing command or an unknown flag end here
     try:
-        return cmd_train(args)
+        return cmd_train(parse_train(train_parser, argv[1:]))
     except KeyboardInterrupt:
         print("interrupted; the run resumes from its last checkpoint", file=sys.stderr)
         return 130

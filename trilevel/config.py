@@ -17,6 +17,15 @@ PRESETS = {
 }
 
 
+def preset_defaults(preset: str | None) -> dict:
+    """The settings ``preset`` gives (empty for None); ValueError for an unknown name."""
+    if preset is None:
+        return {}
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    return dict(PRESETS[preset])
+
+
 @dataclass
 class TrainConfig:
     # Model and data.
@@ -70,12 +79,11 @@ class TrainConfig:
     preset: str | None = None
     extra: dict = field(default_factory=dict)
 
-    def apply_preset(self) -> None:
-        if self.preset is not None:
-            if self.preset not in PRESETS:
-                raise ValueError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
-            for k, v in PRESETS[self.preset].items():
-                setattr(self, k, v)
+    @classmethod
+    def from_preset(cls, preset: str | None = None, **explicit) -> TrainConfig:
+        """A config whose keep ratios come from ``preset`` unless ``explicit`` names them:
+        a preset sets defaults, it never overrides a setting given on purpose."""
+        return cls(preset=preset, **{**preset_defaults(preset), **explicit})
 
     def validate(self) -> None:
         """ValueError naming the first setting of the wrong type or out of range (before any work)."""
@@ -91,6 +99,7 @@ class TrainConfig:
                 raise ValueError(f"{_flag(name)} must be in {bounds}, got {v}")
         if self.locations is not None and len(set(self.locations)) != len(self.locations):
             raise ValueError(f"locations must be distinct block indices, got {list(self.locations)}")
+        preset_defaults(self.preset)  # an unknown name is refused here
         if self.example_method not in ("trilevel", "random", "forgetting"):
             raise ValueError(f"unknown example method {self.example_method!r}")
         if None not in (self.warmup_start, self.warmup_end) and self.warmup_start > self.warmup_end:

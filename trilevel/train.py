@@ -11,17 +11,15 @@ epoch; the run resumes from it) and metrics.json at the end.
 from __future__ import annotations
 
 import json
-import random
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
+from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
 from . import distributed as dist_utils
@@ -31,15 +29,14 @@ from .checkpoint import (
     CheckpointError,
     check_fields,
     load_checkpoint,
-    numpy_rng_state,
     save_checkpoint,
-    set_numpy_rng_state,
 )
 from .config import TrainConfig
 from .data import IndexedDataset, InMemoryDataset, load_fashion_mnist, load_image_folder, make_synthetic
 from .device_loader import DeviceLoader
 from .macs import macs_per_image, tokens_per_stage
 from .patch import patch
+from .rng import capture, restore, seed_everything
 from .report import write_atomic, write_curves, write_log
 from .schedule import KeepRatioSchedule, paper_warmup
 from .selection import keep_count
@@ -88,9 +85,10 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int):
 class Trainer:
     def __init__(self, cfg: TrainConfig, info: dist_utils.DistInfo):
         self.cfg, self.info, self.device = cfg, info, info.device
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        random.seed(cfg.seed)
+        # Per-rank randomness (drop-path masks, mixup, augmentation) must differ between ranks,
+        # so the global streams are seeded with seed + rank. Draws every rank must share (the
+        # epoch order, the example subset) use their own generators seeded by cfg.seed alone.
+        seed_everything(cfg.seed + info.rank)
 
         data = build_data(cfg)
         if data is None:  # ImageFolder: the model decides the input size
@@ -116,24 +114,22 @@ class Trainer:
             raise ValueError(
                 f"the training subset ({subset} examples) is smaller than one batch ({global_batch})"
             )
-        # The scheduler counts steps of a full-size subset; the "forgetting" ablation trains on
-        # the whole set until its update, which then only shifts the cosine slightly.
-        scheduled = self.num_train if cfg.example_method == "forgetting" else subset
-        self.steps_per_epoch = self._steps(scheduled // info.world_size)
         lr = self.peak_lr = cfg.lr if cfg.lr is not None else 5e-4 * global_batch / 512
         fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel, not one per tensor
         self.optimizer = create_optimizer_v2(
             self.model, "adamw", lr=lr, weight_decay=cfg.weight_decay, **fused
         )
-        self.scheduler, _ = create_scheduler_v2(
+        self.selector = self._build_selector()
+        # The cosine is sized by the steps the run will actually take, epoch by epoch: the
+        # "forgetting" ablation trains on the whole set before its update and on the subset after.
+        steps = [self._steps(self._epoch_size(e) // info.world_size) for e in range(cfg.epochs)]
+        self.scheduler = CosineLRScheduler(
             self.optimizer,
-            "cosine",
-            num_epochs=cfg.epochs,
-            warmup_epochs=cfg.warmup_epochs,
-            min_lr=cfg.min_lr,
-            warmup_lr=1e-6,
-            step_on_epochs=False,
-            updates_per_epoch=self.steps_per_epoch,
+            t_initial=sum(steps),
+            lr_min=cfg.min_lr,
+            warmup_t=round(cfg.warmup_epochs * steps[0]),
+            warmup_lr_init=1e-6,
+            t_in_epochs=False,
         )
         mix = cfg.mixup > 0 or cfg.cutmix > 0
         self.mixup = (
@@ -155,26 +151,6 @@ class Trainer:
         self.token_schedule = KeepRatioSchedule(cfg.token_keep, start, end, levels)
         self.attn_schedule = KeepRatioSchedule(cfg.attn_keep, start, end, levels)
 
-        self.selector = None
-        if self.state.stat_layer is not None:
-            from .example_selector import ExampleSelector
-
-            updates = ExampleSelector.schedule(
-                cfg.epochs,
-                cfg.example_keep,
-                cfg.example_updates,
-                cfg.example_first_update,
-                cfg.example_update_every,
-            )
-            self.selector = ExampleSelector(
-                self.num_train,
-                cfg.example_keep,
-                updates,
-                method=cfg.example_method,
-                seed=cfg.seed,
-                device=self.device,
-            )
-
         self.net = self.model
         if info.world_size > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -193,6 +169,29 @@ class Trainer:
         self.epoch, self.step, self.history, self.wall_offset = 0, 0, [], 0.0
         self._macs_cache: dict[tuple[float, float], int] = {}
         self._graph_keys: set[tuple[float, float]] = set()  # keep ratios compiled in this process
+
+    def _build_selector(self):
+        if self.state.stat_layer is None:
+            return None
+        from .example_selector import ExampleSelector
+
+        cfg = self.cfg
+        updates = ExampleSelector.schedule(
+            cfg.epochs, cfg.example_keep, cfg.example_updates, cfg.example_first_update, cfg.example_update_every
+        )
+        return ExampleSelector(
+            self.num_train, cfg.example_keep, updates, method=cfg.example_method, seed=cfg.seed, device=self.device
+        )
+
+    def _epoch_size(self, epoch: int) -> int:
+        """Examples trained on in ``epoch``: the whole set, the subset, or (two-phase ablation)
+        the whole set before the first update and the subset after it."""
+        sel = self.selector
+        if sel is None:
+            return self.num_train
+        if sel.method == "forgetting" and sel.update_epochs and sel.subset_size < self.num_train:
+            return self.num_train if epoch < sel.update_epochs[0] else sel.subset_size
+        return sel.subset_size
 
     # ----------------------------------------------------------------- data
     def _setup_loaders(self, train, test) -> None:
@@ -241,11 +240,15 @@ class Trainer:
             yield tuple(t.to(self.device, non_blocking=True) for t in (x, y, idx))
 
     def _test_batches(self):
+        """This rank's share of the test set: every rank-th image, none dropped, none twice."""
+        mine = torch.arange(self.info.rank, self.test_size, self.info.world_size)
         if self.in_memory:
-            for x, y, _ in self.test_loader.batches(torch.arange(self.test_size), drop_last=False):
+            for x, y, _ in self.test_loader.batches(mine, drop_last=False):
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             return
-        loader = torch.utils.data.DataLoader(self.test_set, batch_size=256, num_workers=self.cfg.workers)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(self.test_set, mine.tolist()), batch_size=256, num_workers=self.cfg.workers
+        )
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
@@ -308,7 +311,7 @@ class Trainer:
                 except NonFiniteLoss:
                     bar.close()  # so the error is the last thing on the line
                     raise
-            if self.selector is not None:
+            if self.selector is not None and self.selector.needs_stats:
                 # Correct means the dominant label of the (mixed) image the model was shown.
                 dominant = target.argmax(-1) if target.ndim == 2 else target
                 self.selector.record(idx, logits.detach().argmax(-1) == dominant, self.state.last_attn_var)
@@ -356,10 +359,12 @@ class Trainer:
             with torch.autocast(**self.autocast):
                 correct += (self.model(x).argmax(-1) == y).sum()
         self.state.token_keep, self.state.attn_keep = saved
-        return 100.0 * float(correct) / self.test_size
+        return 100.0 * float(dist_utils.all_reduce_sum(correct)) / self.test_size
 
     # ----------------------------------------------------------------- state
     def checkpoint_state(self) -> dict:
+        """What last.pt holds; a collective under DDP (every rank's random state is gathered)."""
+        rng_by_rank = dist_utils.gather_objects(capture())
         return {
             "config": self.cfg.to_dict(),
             "model_spec": self.model_spec,
@@ -378,12 +383,8 @@ class Trainer:
             "wall_time_s": self.wall_offset,
             "history": self.history,
             "example_selector": self.selector.state_dict() if self.selector is not None else None,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": numpy_rng_state(),
-                "python": random.getstate(),
-            },
+            "rng": rng_by_rank[0],
+            "rng_by_rank": rng_by_rank,
         }
 
     def resume(self, path: Path) -> None:
@@ -402,12 +403,9 @@ class Trainer:
             self.scheduler.load_state_dict(ckpt["scheduler"])
             if self.selector is not None:
                 self.selector.load_state_dict(ckpt["example_selector"])
-            rng = ckpt["rng"]
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-            set_numpy_rng_state(rng["numpy"])
-            random.setstate(rng["python"])
+            by_rank = ckpt.get("rng_by_rank") or [ckpt["rng"]]
+            if self.info.rank < len(by_rank):  # each rank continues its own stream
+                restore(by_rank[self.info.rank])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
             raise CheckpointError(f"{path} cannot be resumed ({type(e).__name__}: {e})"[:300]) from None
         self.epoch, self.step = ckpt["epoch"], ckpt["step"]
@@ -433,16 +431,17 @@ class Trainer:
             if self.selector is not None:
                 update = self.selector.end_epoch(epoch)
                 # Every rank's hashes, so the log shows that all ranks hold the same subset.
-                row["subset_hash"] = dist_utils.gather_strings(self.selector.subset_hash())
-                row["stats_hash"] = dist_utils.gather_strings(self.selector.stats_hash())
+                row["subset_hash"] = dist_utils.gather_objects(self.selector.subset_hash())
+                row["stats_hash"] = dist_utils.gather_objects(self.selector.stats_hash())
                 if update:
                     row["example_update"] = update
             self.epoch = epoch + 1
             self.wall_offset = time.perf_counter() - t_start
             row["wall_time_s"] = self.wall_offset
             self.history.append(row)
+            state = self.checkpoint_state()
             if self.info.is_main:
-                save_checkpoint(last, self.checkpoint_state())
+                save_checkpoint(last, state)
                 write_log(out, self.history)
                 print(_format_row(row), file=sys.stderr)
             dist_utils.barrier()
@@ -465,7 +464,10 @@ class Trainer:
         compile_time = sum(r.get("compile_time_s", 0.0) for r in self.history)
         steady_images = train_images - sum(r.get("compile_images", 0) for r in self.history)
         train_macs = sum(r["macs_per_image"] * r["images"] for r in self.history)
-        dense_train_macs = dense_macs * self.num_train * self.cfg.epochs  # full data, every epoch
+        # Against a dense run of the same recipe on the full data: the images it would train
+        # (whole batches only, capped by --max-steps-per-epoch), not the dataset size.
+        dense_images = self._steps(self.num_train // self.info.world_size) * self.cfg.batch_size
+        dense_train_macs = dense_macs * dense_images * self.info.world_size * self.cfg.epochs
         tops = [r["top1"] for r in self.history if r.get("top1") is not None]
         return {
             "model": self.model_spec["timm_name"],
@@ -502,8 +504,9 @@ _WARM_STEPS = 3
 # Steps between checks for a NaN/inf loss (each check waits for the device).
 _FINITE_CHECK_EVERY = 16
 
-# Settings that may differ between a run and its resumption.
-_RESUMABLE_CHANGES = {"resume", "output", "workers", "data_dir", "compile", "compile_mode", "eval_every"}
+# Settings that may differ between a run and its resumption. Not --compile: it chooses
+# between the exact cosine and the staircase warm-up of the keep ratios.
+_RESUMABLE_CHANGES = {"resume", "output", "workers", "data_dir", "compile_mode", "eval_every"}
 
 
 def _closing_bar(batches, bar):
@@ -527,7 +530,6 @@ def _format_row(row: dict) -> str:
 
 
 def run(cfg: TrainConfig, stop_after: int | None = None) -> dict:
-    cfg.apply_preset()
     cfg.validate()
     prepare_output(cfg.output)
     info = dist_utils.setup()

@@ -1,0 +1,82 @@
+"""The training recipe does what its flags say: presets, LR schedule, MACs accounting, statistics, resume."""
+
+import argparse
+
+import pytest
+import timm
+
+from model_export.arch import UnsupportedModel, describe
+from trilevel import example_selector
+from trilevel.cli import add_train_args, parse_train
+from trilevel.config import TrainConfig
+from trilevel.train import run
+
+
+def tiny(tmp_path, **kw) -> TrainConfig:
+    base = dict(
+        model="fmnist-tiny", dataset="synthetic", synthetic_size=200, batch_size=32, workers=0, epochs=2,
+        mixup=0.0, cutmix=0.0, output=str(tmp_path / "run"),
+    )  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def test_a_preset_sets_defaults_that_explicit_flags_override():
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    args = parse_train(parser, ["--preset", "trilevel-0.7", "--token-keep", "0.5", "--attn-keep", "1.0"])
+    assert (args.token_keep, args.attn_keep, args.example_keep) == (0.5, 1.0, 0.7)
+    args = parse_train(parser, ["--preset", "trilevel-0.7"])
+    assert (args.token_keep, args.attn_keep, args.example_keep) == (0.7, 0.3, 0.7)
+    cfg = TrainConfig.from_preset("trilevel-0.8", attn_keep=1.0)
+    assert (cfg.token_keep, cfg.attn_keep, cfg.example_keep) == (0.8, 1.0, 0.8)
+    with pytest.raises(ValueError, match="unknown preset"):
+        TrainConfig(preset="trilevel-0.1").validate()
+
+
+def test_two_phase_ablation_lr_reaches_its_minimum(tmp_path):
+    # 4 epochs: the whole set (6 steps) before the update at epoch 1, half of it (3 steps) after.
+    cfg = tiny(tmp_path, epochs=4, example_method="forgetting", example_keep=0.5, example_updates=1,
+               example_first_update=1, min_lr=1e-5, warmup_epochs=0.0)  # fmt: skip
+    run(cfg)
+    from trilevel.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["step"] == 6 + 3 * 3
+    assert ckpt["history"][-1]["lr"] == pytest.approx(1e-5, rel=1e-9)
+    assert ckpt["history"][-2]["lr"] > 1e-5
+
+
+def test_dense_run_saves_no_training_macs(tmp_path):
+    # 200 images in batches of 32 drop 8 per epoch; --max-steps-per-epoch drops more.
+    m = run(tiny(tmp_path, max_steps_per_epoch=3))
+    assert m["train_macs_saving"] == 0.0
+    m = run(tiny(tmp_path, output=str(tmp_path / "r2"), epochs=1))
+    assert m["train_macs_saving"] == 0.0
+
+
+def test_example_statistics_are_gathered_only_when_read(tmp_path, monkeypatch):
+    calls = []
+    record = example_selector.ExampleSelector.record
+    monkeypatch.setattr(
+        example_selector.ExampleSelector, "record", lambda self, *a: calls.append(1) or record(self, *a)
+    )
+    run(tiny(tmp_path, epochs=2, example_keep=0.5, example_method="random", example_updates=1,
+             example_first_update=1))  # fmt: skip
+    assert calls == []
+    # One update before epoch 1: statistics of epoch 0 only (3 steps of 100 examples).
+    run(tiny(tmp_path, output=str(tmp_path / "r2"), epochs=2, example_keep=0.5, example_updates=1,
+             example_first_update=1))  # fmt: skip
+    assert len(calls) == 3
+
+
+def test_resume_refuses_a_change_of_compile(tmp_path):
+    run(tiny(tmp_path, token_keep=0.7), stop_after=1)
+    with pytest.raises(ValueError, match="compile"):
+        run(tiny(tmp_path, token_keep=0.7, compile=True))
+
+
+def test_export_refuses_a_vit_without_qkv_bias():
+    model = timm.create_model("vit_tiny_patch16_224", img_size=28, patch_size=7, in_chans=1, num_classes=10,
+                              embed_dim=32, depth=1, num_heads=2, qkv_bias=False)  # fmt: skip
+    with pytest.raises(UnsupportedModel, match="attn.qkv has no bias"):
+        describe(model)
