@@ -22,7 +22,6 @@ import pickle
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import models

@@ -36,8 +36,8 @@ from .data import IndexedDataset, InMemoryDataset, load_fashion_mnist, load_imag
 from .device_loader import DeviceLoader
 from .macs import macs_per_image, tokens_per_stage
 from .patch import patch
-from .rng import capture, restore, seed_everything
 from .report import write_atomic, write_curves, write_log
+from .rng import capture, restore, seed_everything
 from .schedule import KeepRatioSchedule, paper_warmup
 from .selection import keep_count
 from .validate import (
