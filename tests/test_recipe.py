@@ -80,3 +80,61 @@ def test_export_refuses_a_vit_without_qkv_bias():
                               embed_dim=32, depth=1, num_heads=2, qkv_bias=False)  # fmt: skip
     with pytest.raises(UnsupportedModel, match="attn.qkv has no bias"):
         describe(model)
+
+
+def test_an_image_folder_model_exports_onnx_alone(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from model_export.cli import main as export_main
+
+    rng = np.random.default_rng(0)
+    for c, colour in enumerate(((220, 40, 40), (40, 40, 220))):
+        folder = tmp_path / "data" / f"class_{c}"  # no train/ or val/: the root is the training set
+        folder.mkdir(parents=True)
+        for i in range(16):
+            Image.fromarray(np.clip(rng.normal(colour, 30, (28, 28, 3)), 0, 255).astype(np.uint8)).save(
+                folder / f"{i}.png"
+            )
+    run(tiny(tmp_path, dataset=str(tmp_path / "data"), epochs=1, batch_size=8))
+    ckpt = str(tmp_path / "run" / "last.pt")
+    assert export_main(["--checkpoint", ckpt, "--output", str(tmp_path / "pkg")]) == 2
+    assert "--onnx-only" in capsys.readouterr().err
+    assert export_main(["--checkpoint", ckpt, "--output", str(tmp_path / "m.onnx"), "--onnx-only"]) == 0
+    assert (tmp_path / "m.onnx").stat().st_size > 1000 and "wrote" in capsys.readouterr().out
+
+
+def test_import_graph_has_no_circle():
+    """Every import between the project's modules, function-level ones included; a module run
+    as a script (under ``if __name__ == "__main__"``) is not an import."""
+    import ast
+    from pathlib import Path
+
+    import networkx as nx
+
+    root = Path(__file__).resolve().parents[1]
+    graph = nx.DiGraph()
+    for package in ("trilevel", "model_export"):
+        for file in (root / package).glob("*.py"):
+            name = f"{package}.{file.stem}"
+            tree = ast.parse(file.read_text())
+            body = [n for n in tree.body if not (isinstance(n, ast.If) and "__main__" in ast.unparse(n.test))]
+            for node in (n for top in body for n in ast.walk(top)):
+                if isinstance(node, ast.ImportFrom):
+                    base = node.module or ""
+                    if node.level:
+                        base = f"{package}.{base}" if base else package
+                    targets = [base] + [f"{base}.{a.name}" for a in node.names]
+                elif isinstance(node, ast.Import):
+                    targets = [a.name for a in node.names]
+                else:
+                    continue
+                for t in targets:
+                    if (
+                        t.split(".")[0] in ("trilevel", "model_export")
+                        and (root / (t.replace(".", "/") + ".py")).exists()
+                    ):
+                        graph.add_edge(name, t)
+    assert "trilevel.train" not in nx.descendants(graph, "model_export.cli")
+    assert "trilevel.train" not in nx.descendants(graph, "trilevel.viz")
+    assert list(nx.simple_cycles(graph)) == []

@@ -32,7 +32,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
-from .data import IndexedDataset, InMemoryDataset, load_fashion_mnist, load_image_folder, make_synthetic
+from .data import IN_MEMORY, IndexedDataset, InMemoryDataset, build_data
 from .device_loader import DeviceLoader
 from .macs import macs_per_image, tokens_per_stage
 from .patch import patch
@@ -48,18 +48,6 @@ from .validate import (
     prepare_output,
     set_aside_previous_run,
 )
-
-
-def build_data(cfg: TrainConfig):
-    """(train, test, num_classes, in_chans, mean, std); train/test are InMemoryDataset or torch datasets."""
-    if cfg.dataset == "fashion-mnist":
-        train, test = load_fashion_mnist(cfg.data_dir)
-    elif cfg.dataset == "synthetic":
-        train = make_synthetic(cfg.synthetic_size, seed=cfg.seed)
-        test = make_synthetic(max(cfg.synthetic_size // 4, 64), seed=cfg.seed + 1)
-    else:
-        return None  # an ImageFolder path: built once the model's input size is known
-    return train, test, train.num_classes, train.images.shape[1], train.mean, train.std
 
 
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int):
@@ -90,14 +78,12 @@ class Trainer:
         # epoch order, the example subset) use their own generators seeded by cfg.seed alone.
         seed_everything(cfg.seed + info.rank)
 
-        data = build_data(cfg)
-        if data is None:  # ImageFolder: the model decides the input size
+        if cfg.dataset in IN_MEMORY:
+            train, test, n_cls, in_chans, mean, std = build_data(cfg)
+        else:  # ImageFolder: the model decides the input size
             probe, _ = build_model(cfg, 1000, 3)
-            img = probe.patch_embed.img_size[0]
-            in_chans = probe.patch_embed.proj.in_channels
-            train, test, n_cls, mean, std = load_image_folder(cfg.dataset, img, in_chans, cfg)
-        else:
-            train, test, n_cls, in_chans, mean, std = data
+            img, chans = probe.patch_embed.img_size[0], probe.patch_embed.proj.in_channels
+            train, test, n_cls, in_chans, mean, std = build_data(cfg, img, chans)
         num_classes = check_classes(cfg.num_classes, n_cls)
         self.model, self.model_spec = build_model(cfg, num_classes, in_chans)
         self.model.to(self.device)
@@ -177,10 +163,19 @@ class Trainer:
 
         cfg = self.cfg
         updates = ExampleSelector.schedule(
-            cfg.epochs, cfg.example_keep, cfg.example_updates, cfg.example_first_update, cfg.example_update_every
+            cfg.epochs,
+            cfg.example_keep,
+            cfg.example_updates,
+            cfg.example_first_update,
+            cfg.example_update_every,
         )
         return ExampleSelector(
-            self.num_train, cfg.example_keep, updates, method=cfg.example_method, seed=cfg.seed, device=self.device
+            self.num_train,
+            cfg.example_keep,
+            updates,
+            method=cfg.example_method,
+            seed=cfg.seed,
+            device=self.device,
         )
 
     def _epoch_size(self, epoch: int) -> int:
@@ -247,7 +242,9 @@ class Trainer:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             return
         loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(self.test_set, mine.tolist()), batch_size=256, num_workers=self.cfg.workers
+            torch.utils.data.Subset(self.test_set, mine.tolist()),
+            batch_size=256,
+            num_workers=self.cfg.workers,
         )
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -539,11 +536,7 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> dict:
         dist_utils.teardown()
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .cli import main as cli_main
+if __name__ == "__main__":  # torchrun -m trilevel.train: the flags of `trilevel train`
+    from trilevel.cli import main
 
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["train", *sys.argv[1:]]))
