@@ -138,3 +138,24 @@ def test_import_graph_has_no_circle():
     assert "trilevel.train" not in nx.descendants(graph, "model_export.cli")
     assert "trilevel.train" not in nx.descendants(graph, "trilevel.viz")
     assert list(nx.simple_cycles(graph)) == []
+
+
+def test_every_train_option_explains_itself():
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    for action in parser._actions:
+        if action.dest != "help":
+            assert action.help and not action.help.startswith("(default"), action.dest
+
+
+def test_bench_runs_are_the_presets():
+    import importlib.util
+    from pathlib import Path
+
+    from trilevel.config import PRESETS
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "gpu_training.py"
+    spec = importlib.util.spec_from_file_location("gpu_training", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert set(bench.RUNS) == set(PRESETS) and all(name.split(":")[0] in PRESETS for name in bench.DEFAULT)

@@ -1,7 +1,7 @@
 """`trilevel` console script: train, export, viz.
 
-Every TrainConfig field is a flag of `trilevel train` (underscores become dashes), so the
-CLI and the config cannot drift apart. Bad input ends with one `error:` line and exit 2.
+Every TrainConfig field is a flag of `trilevel train` (underscores become dashes) with its
+help text from the field, so the CLI and the config cannot drift apart. Bad input ends with one `error:` line and exit 2.
 """
 
 from __future__ import annotations
@@ -12,20 +12,8 @@ import typing
 from dataclasses import MISSING, fields
 
 from .checkpoint import CheckpointError
-from .config import PRESETS, TrainConfig, preset_defaults
+from .config import TrainConfig, preset_defaults
 from .validate import NonFiniteLoss
-
-HELP = {
-    "model": "timm ViT name (e.g. deit_tiny_patch16_224) or preset fmnist-tiny",
-    "dataset": "fashion-mnist, synthetic, or the root of an ImageFolder tree",
-    "preset": f"set all three keep ratios as the paper does: {', '.join(PRESETS)}",
-    "token_keep": "token keep ratio R_T of each TA-Selector",
-    "attn_keep": "attention keep ratio R_A (connections kept per token)",
-    "example_keep": "fraction of the training set trained on (example level)",
-    "locations": "block indices holding a TA-Selector (default 3 6 9 for 12 blocks)",
-    "compile": "torch.compile the model",
-    "output": "run folder: logs, checkpoints, metrics.json, curves.png",
-}
 
 
 def _flag_type(f) -> tuple[type, dict]:
@@ -49,7 +37,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
             "--" + f.name.replace("_", "-"),
             dest=f.name,
             default=default,
-            help=f"{HELP.get(f.name, '')} (default: {default})".strip(),
+            help=f"{f.metadata['help']} (default: {default})",
             **kwargs,
         )
     parser.add_argument(
