@@ -66,6 +66,12 @@ class TrainConfig:
         "rand-m9-mstd0.5-inc1", "timm RandAugment policy, ImageFolder only (docs/training.md)"
     )
     reprob: float = opt(0.25, "random erasing probability (ImageFolder only)")
+    model_ema: bool = opt(False, "keep timm's ModelEmaV3 of the weights; evaluated and saved beside the model")
+    model_ema_decay: float = opt(0.9998, "EMA decay per step")
+    clip_grad: float | None = opt(None, "clip the gradient norm to this value (default: no clipping)")
+    initial_checkpoint: str | None = opt(
+        None, "start from this trilevel checkpoint's weights (fine-tuning; a head of another size is new)"
+    )
     # Token and attention levels.
     token_keep: float = opt(1.0, "token keep ratio R_T of each TA-Selector")
     attn_keep: float = opt(1.0, "attention keep ratio R_A (connections kept per token)")
@@ -161,6 +167,8 @@ _RANGES = {
     "epochs": (1, None, False),
     "batch_size": (1, None, False),
     "lr": (0.0, None, True),
+    "model_ema_decay": (0.0, 1.0, False),
+    "clip_grad": (0.0, None, True),
     "weight_decay": (0.0, None, False),
     "warmup_epochs": (0.0, None, False),
     "min_lr": (0.0, None, False),

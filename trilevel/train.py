@@ -1,5 +1,9 @@
 """Tri-Level training loop: the DeiT recipe through timm, the three levels, DDP via torchrun.
 
+The loop is here (Trainer.train_epoch, Trainer.fit); the rest is one concern per file:
+run_data (batches, epoch order, sharded test set), recipe (optimizer, schedules, mixup),
+evaluate, saver (last.pt, best.pt), run_metrics (metrics.json), rng, checkpoint.
+
     trilevel train --model deit_tiny_patch16_224 --dataset fashion-mnist --img-size 224 \
         --preset trilevel-0.7 --epochs 30 --compile
     torchrun --nproc_per_node=2 -m trilevel.train ...   (same flags)
@@ -16,29 +20,22 @@ import time
 from pathlib import Path
 
 import torch
-from timm.data import Mixup
-from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
+from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from . import distributed as dist_utils
-from . import models
-from .checkpoint import (
-    RESUME_FIELDS,
-    CheckpointError,
-    check_fields,
-    load_checkpoint,
-    save_checkpoint,
-)
+from . import models, recipe
+from .checkpoint import RESUME_FIELDS, CheckpointError, check_fields, load_checkpoint
 from .config import TrainConfig
-from .data import IN_MEMORY, IndexedDataset, InMemoryDataset, build_data
-from .device_loader import DeviceLoader
-from .macs import macs_per_image, tokens_per_stage
+from .data import IN_MEMORY, build_data
+from .evaluate import evaluate
+from .macs import macs_per_image
 from .patch import patch
 from .report import write_atomic, write_curves, write_log
 from .rng import capture, restore, seed_everything
-from .schedule import KeepRatioSchedule, paper_warmup
+from .run_data import RunData
+from .run_metrics import final_metrics
+from .saver import CheckpointSaver
 from .selection import keep_count
 from .validate import (
     NonFiniteLoss,
@@ -70,7 +67,27 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int):
     return model, {"timm_name": timm_name, "kwargs": kwargs}
 
 
+def load_initial_weights(model, path: str) -> None:
+    """Fine-tuning: the weights of a trilevel checkpoint (read weights-only); a head of
+    another size is left as initialised, every other tensor must fit."""
+    weights = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    head = [k for k in weights if k.startswith("head.") and k in own and weights[k].shape != own[k].shape]
+    for k in head:
+        del weights[k]
+    try:
+        model.load_state_dict(weights, strict=not head)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"--initial-checkpoint {path} does not fit the model: {str(e).splitlines()[0]}"
+        ) from None
+
+
 class Trainer:
+    """One training run: its model, data, recipe and state. Each concern lives in its own
+    file (run_data, recipe, evaluate, saver, run_metrics); the loop is :meth:`train_epoch`
+    and :meth:`fit`."""
+
     def __init__(self, cfg: TrainConfig, info: dist_utils.DistInfo):
         self.cfg, self.info, self.device = cfg, info, info.device
         # Per-rank randomness (drop-path masks, mixup, augmentation) must differ between ranks,
@@ -86,13 +103,14 @@ class Trainer:
             train, test, n_cls, in_chans, mean, std = build_data(cfg, img, chans)
         num_classes = check_classes(cfg.num_classes, n_cls)
         self.model, self.model_spec = build_model(cfg, num_classes, in_chans)
+        if cfg.initial_checkpoint is not None:
+            load_initial_weights(self.model, cfg.initial_checkpoint)
         self.model.to(self.device)
         self.state = self.model.trilevel
-        self.img_size = self.model.patch_embed.img_size[0]
-        self.in_chans = self.model.patch_embed.proj.in_channels
+        img_size, in_chans = self.model.patch_embed.img_size[0], self.model.patch_embed.proj.in_channels
         self.data_info = {"mean": list(mean), "std": list(std), "num_classes": num_classes}
-        self.num_train = len(train)
-        self._setup_loaders(train, test)
+        self.data = RunData(train, test, cfg, info, img_size, in_chans)
+        self.num_train = self.data.num_train
 
         global_batch = cfg.batch_size * info.world_size
         subset = keep_count(self.num_train, cfg.example_keep)
@@ -100,42 +118,16 @@ class Trainer:
             raise ValueError(
                 f"the training subset ({subset} examples) is smaller than one batch ({global_batch})"
             )
-        lr = self.peak_lr = cfg.lr if cfg.lr is not None else 5e-4 * global_batch / 512
-        fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel, not one per tensor
-        self.optimizer = create_optimizer_v2(
-            self.model, "adamw", lr=lr, weight_decay=cfg.weight_decay, **fused
-        )
         self.selector = self._build_selector()
-        # The cosine is sized by the steps the run will actually take, epoch by epoch: the
-        # "forgetting" ablation trains on the whole set before its update and on the subset after.
-        steps = [self._steps(self._epoch_size(e) // info.world_size) for e in range(cfg.epochs)]
-        self.scheduler = CosineLRScheduler(
-            self.optimizer,
-            t_initial=sum(steps),
-            lr_min=cfg.min_lr,
-            warmup_t=round(cfg.warmup_epochs * steps[0]),
-            warmup_lr_init=1e-6,
-            t_in_epochs=False,
+        self.peak_lr = recipe.peak_lr(cfg, global_batch)
+        steps = [self.data.steps(self._epoch_size(e) // info.world_size) for e in range(cfg.epochs)]
+        self.optimizer, self.scheduler = recipe.optimizer_and_schedule(
+            self.model, cfg, self.peak_lr, steps, self.device
         )
-        mix = cfg.mixup > 0 or cfg.cutmix > 0
-        self.mixup = (
-            Mixup(
-                mixup_alpha=cfg.mixup,
-                cutmix_alpha=cfg.cutmix,
-                label_smoothing=cfg.smoothing,
-                num_classes=self.data_info["num_classes"],
-            )
-            if mix
-            else None
-        )
-        self.criterion = SoftTargetCrossEntropy() if mix else LabelSmoothingCrossEntropy(cfg.smoothing)
-
-        start, end = paper_warmup(cfg.epochs)
-        start = cfg.warmup_start if cfg.warmup_start is not None else start
-        end = cfg.warmup_end if cfg.warmup_end is not None else end
-        levels = cfg.ratio_levels if cfg.ratio_levels is not None else (3 if cfg.compile else 0)
-        self.token_schedule = KeepRatioSchedule(cfg.token_keep, start, end, levels)
-        self.attn_schedule = KeepRatioSchedule(cfg.attn_keep, start, end, levels)
+        self.mixup, self.criterion = recipe.mixup_and_loss(cfg, num_classes)
+        self.token_schedule, self.attn_schedule = recipe.keep_ratio_schedules(cfg)
+        # timm's EMA of the weights (the paper's code keeps one); evaluated and saved beside the model.
+        self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay) if cfg.model_ema else None
 
         self.net = self.model
         if info.world_size > 1:
@@ -188,67 +180,6 @@ class Trainer:
             return self.num_train if epoch < sel.update_epochs[0] else sel.subset_size
         return sel.subset_size
 
-    # ----------------------------------------------------------------- data
-    def _setup_loaders(self, train, test) -> None:
-        cfg = self.cfg
-        self.in_memory = isinstance(train, InMemoryDataset)
-        if self.in_memory:
-            dev = self.device if cfg.data_on_device else torch.device("cpu")
-            self.train_loader = DeviceLoader(
-                train, cfg.batch_size, self.img_size, self.in_chans, dev, train=True
-            )
-            self.test_loader = DeviceLoader(test, 512, self.img_size, self.in_chans, dev, train=False)
-            self.test_size = len(test)
-        else:
-            self.train_set = IndexedDataset(train)
-            self.test_set = test
-            self.test_size = len(test) if test is not None else 0
-
-    def _epoch_indices(self, epoch: int) -> torch.Tensor:
-        if self.selector is not None:
-            order = self.selector.epoch_indices(epoch)
-        else:  # same seeded order on every rank
-            order = torch.randperm(
-                self.num_train, generator=torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
-            )
-        return dist_utils.shard(order, self.info)
-
-    def _steps(self, n_indices: int) -> int:
-        steps = n_indices // self.cfg.batch_size
-        return min(steps, self.cfg.max_steps_per_epoch or steps)
-
-    def _train_batches(self, indices: torch.Tensor):
-        if self.in_memory:  # on the device already, unless --no-data-on-device
-            for batch in self.train_loader.batches(indices, drop_last=True):
-                yield tuple(t.to(self.device, non_blocking=True) for t in batch)
-            return
-        loader = torch.utils.data.DataLoader(
-            self.train_set,
-            batch_size=self.cfg.batch_size,
-            sampler=indices.tolist(),
-            drop_last=True,
-            num_workers=self.cfg.workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-        )
-        for x, y, idx in loader:
-            yield tuple(t.to(self.device, non_blocking=True) for t in (x, y, idx))
-
-    def _test_batches(self):
-        """This rank's share of the test set: every rank-th image, none dropped, none twice."""
-        mine = torch.arange(self.info.rank, self.test_size, self.info.world_size)
-        if self.in_memory:
-            for x, y, _ in self.test_loader.batches(mine, drop_last=False):
-                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            return
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(self.test_set, mine.tolist()),
-            batch_size=256,
-            num_workers=self.cfg.workers,
-        )
-        for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
     # ----------------------------------------------------------------- loop
     def set_ratios(self, epoch_f: float) -> None:
         self.state.token_keep = self.token_schedule(epoch_f)
@@ -262,8 +193,8 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict:
         self.net.train()
-        indices = self._epoch_indices(epoch)
-        steps = self._steps(len(indices))
+        indices = self.data.epoch_indices(epoch, self.selector)
+        steps = self.data.steps(len(indices))
         loss_sum = torch.zeros((), device=self.device)
         macs_sum = 0
         bar = tqdm(
@@ -276,7 +207,7 @@ class Trainer:
         self._sync()
         t0 = time.perf_counter()
         compile_time, compile_steps, warm_left = 0.0, 0, 0
-        for i, (x, y, idx) in enumerate(_closing_bar(self._train_batches(indices), bar)):
+        for i, (x, y, idx) in enumerate(_closing_bar(self.data.train_batches(indices), bar)):
             if i == steps:
                 break
             self.set_ratios(epoch + i / steps)
@@ -298,9 +229,13 @@ class Trainer:
                 loss = self.criterion(logits, target)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.cfg.clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
             self.optimizer.step()
             self.step += 1
             self.scheduler.step_update(self.step)
+            if self.ema is not None:
+                self.ema.update(self.model, step=self.step)
             loss_sum += loss.detach()
             if (i + 1) % _FINITE_CHECK_EVERY == 0 or i + 1 == steps:  # before any checkpoint
                 try:
@@ -340,23 +275,12 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    @torch.no_grad()
-    def evaluate(self) -> float | None:
-        """Top-1 on the test split at the final keep ratios (as the paper evaluates).
-
-        Runs the eager model: a compiled one would add a graph per evaluation ratio.
-        """
-        if self.test_size == 0:
-            return None
-        self.net.eval()
-        saved = self.state.token_keep, self.state.attn_keep
-        self.state.token_keep, self.state.attn_keep = self.cfg.token_keep, self.cfg.attn_keep
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for x, y in self._test_batches():
-            with torch.autocast(**self.autocast):
-                correct += (self.model(x).argmax(-1) == y).sum()
-        self.state.token_keep, self.state.attn_keep = saved
-        return 100.0 * float(dist_utils.all_reduce_sum(correct)) / self.test_size
+    def evaluate(self, model=None) -> float | None:
+        """Top-1 of ``model`` (default: the trained one) at the run's final keep ratios."""
+        keep = (self.cfg.token_keep, self.cfg.attn_keep)
+        return evaluate(
+            model or self.model, self.data.test_batches(), self.data.test_size, keep, self.autocast
+        )
 
     # ----------------------------------------------------------------- state
     def checkpoint_state(self) -> dict:
@@ -373,6 +297,7 @@ class Trainer:
                 "stat_layer": self.state.stat_layer,
             },
             "model": self.model.state_dict(),
+            "model_ema": self.ema.module.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
@@ -396,6 +321,8 @@ class Trainer:
             )
         try:
             self.model.load_state_dict(ckpt["model"])
+            if self.ema is not None:
+                self.ema.module.load_state_dict(ckpt["model_ema"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
             if self.selector is not None:
@@ -411,7 +338,8 @@ class Trainer:
     # ----------------------------------------------------------------- run
     def fit(self, stop_after: int | None = None) -> dict:
         out = Path(self.cfg.output)
-        last = out / "last.pt"
+        saver = CheckpointSaver(out)
+        last = saver.last
         if self.cfg.resume and last.exists():
             self.resume(last)
             if self.info.is_main:
@@ -425,6 +353,8 @@ class Trainer:
             row["lr"] = self.optimizer.param_groups[0]["lr"]
             if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
                 row["top1"] = self.evaluate()
+                if self.ema is not None:
+                    row["top1_ema"] = self.evaluate(self.ema.module)
             if self.selector is not None:
                 update = self.selector.end_epoch(epoch)
                 # Every rank's hashes, so the log shows that all ranks hold the same subset.
@@ -438,7 +368,7 @@ class Trainer:
             self.history.append(row)
             state = self.checkpoint_state()
             if self.info.is_main:
-                save_checkpoint(last, state)
+                saver.save(state, self.history)
                 write_log(out, self.history)
                 print(_format_row(row), file=sys.stderr)
             dist_utils.barrier()
@@ -451,48 +381,16 @@ class Trainer:
         return metrics
 
     def final_metrics(self) -> dict:
-        self.state.token_keep, self.state.attn_keep = self.cfg.token_keep, self.cfg.attn_keep
-        inference_macs = macs_per_image(self.model)
-        self.state.token_keep = self.state.attn_keep = 1.0
-        dense_macs = macs_per_image(self.model)
-        self.state.token_keep, self.state.attn_keep = self.cfg.token_keep, self.cfg.attn_keep
-        train_images = sum(r["images"] for r in self.history)
-        train_time = sum(r["train_time_s"] for r in self.history)
-        compile_time = sum(r.get("compile_time_s", 0.0) for r in self.history)
-        steady_images = train_images - sum(r.get("compile_images", 0) for r in self.history)
-        train_macs = sum(r["macs_per_image"] * r["images"] for r in self.history)
-        # Against a dense run of the same recipe on the full data: the images it would train
-        # (whole batches only, capped by --max-steps-per-epoch), not the dataset size.
-        dense_images = self._steps(self.num_train // self.info.world_size) * self.cfg.batch_size
-        dense_train_macs = dense_macs * dense_images * self.info.world_size * self.cfg.epochs
-        tops = [r["top1"] for r in self.history if r.get("top1") is not None]
-        return {
-            "model": self.model_spec["timm_name"],
-            "dataset": self.cfg.dataset,
-            "epochs": self.cfg.epochs,
-            "world_size": self.info.world_size,
-            "batch_size": self.cfg.batch_size,
-            "compiled": self.cfg.compile,
-            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
-            "top1": tops[-1] if tops else None,
-            "best_top1": max(tops) if tops else None,
-            "wall_time_s": self.wall_offset,
-            "train_time_s": train_time,
-            "img_per_s": train_images / train_time,
-            # Steps that compiled a graph (and warmed its CUDA graph) excluded; 0 if not compiled.
-            "compile_time_s": compile_time,
-            "steady_img_per_s": steady_images / max(train_time - compile_time, 1e-9),
-            "token_keep": self.cfg.token_keep,
-            "attn_keep": self.cfg.attn_keep,
-            "example_keep": self.cfg.example_keep,
-            "locations": list(self.state.locations),
-            "tokens_per_stage": tokens_per_stage(self.model),
-            "macs_per_image": inference_macs,
-            "dense_macs_per_image": dense_macs,
-            "macs_saving": 1.0 - inference_macs / dense_macs,
-            "train_macs_total": train_macs,
-            "train_macs_saving": 1.0 - train_macs / dense_train_macs,
-        }
+        dense_images = self.data.steps(self.num_train // self.info.world_size) * self.cfg.batch_size
+        return final_metrics(
+            self.model,
+            self.cfg,
+            self.history,
+            model_name=self.model_spec["timm_name"],
+            world_size=self.info.world_size,
+            dense_images_per_epoch=dense_images * self.info.world_size,
+            wall_time_s=self.wall_offset,
+        )
 
 
 # Steps timed apart after a graph is first used: compilation, CUDA-graph warm-up, recording.
@@ -503,7 +401,15 @@ _FINITE_CHECK_EVERY = 16
 
 # Settings that may differ between a run and its resumption. Not --compile: it chooses
 # between the exact cosine and the staircase warm-up of the keep ratios.
-_RESUMABLE_CHANGES = {"resume", "output", "workers", "data_dir", "compile_mode", "eval_every"}
+_RESUMABLE_CHANGES = {
+    "resume",
+    "output",
+    "workers",
+    "data_dir",
+    "compile_mode",
+    "eval_every",
+    "initial_checkpoint",
+}
 
 
 def _closing_bar(batches, bar):
