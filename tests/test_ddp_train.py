@@ -72,7 +72,7 @@ def test_ranks_draw_their_own_randomness_and_resume_it(tmp_path):
     cfg.output = str(tmp_path / "single")
     single = Trainer(cfg, DistInfo())
     single.model.load_state_dict(ckpt["model"])
-    assert single.test_size == 129
+    assert single.data.test_size == 129
     single.data.info = DistInfo(rank=1, world_size=2)  # rank 1 of 2 reads every other image: 64 of 129
     assert sum(len(y) for _, y in single.data.test_batches()) == 64
     single.data.info = DistInfo()

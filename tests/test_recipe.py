@@ -159,3 +159,37 @@ def test_bench_runs_are_the_presets():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert set(bench.RUNS) == set(PRESETS) and all(name.split(":")[0] in PRESETS for name in bench.DEFAULT)
+
+
+def test_ema_weights_are_evaluated_saved_and_the_best_kept(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from trilevel.checkpoint import load_checkpoint
+    from trilevel.cli import main
+
+    clips = []
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda p, v: clips.append(v) or clip(p, v))
+    run(tiny(tmp_path, epochs=3, model_ema=True, model_ema_decay=0.5, clip_grad=1.0, lr=2e-3))
+    assert clips == [1.0] * 18  # 3 epochs of 6 steps
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    rows = last["history"]
+    assert all(r["top1_ema"] is not None for r in rows)
+    assert any(not torch.equal(last["model_ema"][k], v) for k, v in last["model"].items())
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    scores = [r["top1_ema"] for r in rows]
+    assert best["epoch"] == 1 + scores.index(max(scores))
+
+    ckpt = str(tmp_path / "run" / "last.pt")
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", ckpt, "--ema"]) == 0
+    assert f"top-1 {rows[-1]['top1_ema']:.2f}%" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", ckpt]) == 0
+    assert f"top-1 {rows[-1]['top1']:.2f}%" in capsys.readouterr().out
+
+    # Fine-tuning starts from the checkpoint's weights: one step at a tiny LR barely moves them.
+    run(tiny(tmp_path, output=str(tmp_path / "ft"), epochs=1, max_steps_per_epoch=1, lr=1e-9,
+             warmup_epochs=0.0, initial_checkpoint=ckpt))  # fmt: skip
+    tuned = load_checkpoint(tmp_path / "ft" / "last.pt")["model"]
+    for k, v in last["model"].items():
+        torch.testing.assert_close(tuned[k], v, rtol=0, atol=1e-6, msg=k)

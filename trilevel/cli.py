@@ -1,4 +1,4 @@
-"""`trilevel` console script: train, export, viz.
+"""`trilevel` console script: train, eval, export, viz (one entry; each part parses its own flags).
 
 Every TrainConfig field is a flag of `trilevel train` (underscores become dashes) with its
 help text from the field, so the CLI and the config cannot drift apart. Bad input ends with one `error:` line and exit 2.
@@ -93,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     add_train_args(train_parser)
     sub.add_parser("export", help="write the 16-bit fixed-point model package", add_help=False)
     sub.add_parser("viz", help="pictures of forgotten examples and pruned patches", add_help=False)
+    sub.add_parser("eval", help="top-1 of a checkpoint on its test set", add_help=False)
 
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("export", "viz"):
+    if argv and argv[0] in ("export", "viz", "eval"):
         return _delegate(argv[0], argv[1:])
     parser.parse_args(argv)  # --help, a missing command or an unknown flag end here
     try:
@@ -125,6 +126,10 @@ def _delegate(command: str, argv: list[str]) -> int:
         from model_export.cli import main as export_main
 
         return export_main(argv)
+    if command == "eval":
+        from .eval_cli import main as eval_main
+
+        return eval_main(argv)
     from .viz import main as viz_main
 
     return viz_main(argv)
