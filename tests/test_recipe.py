@@ -193,3 +193,31 @@ def test_ema_weights_are_evaluated_saved_and_the_best_kept(tmp_path, monkeypatch
     tuned = load_checkpoint(tmp_path / "ft" / "last.pt")["model"]
     for k, v in last["model"].items():
         torch.testing.assert_close(tuned[k], v, rtol=0, atol=1e-6, msg=k)
+
+
+def test_tensorboard_scalars_when_tensorboard_is_installed(tmp_path, monkeypatch):
+    """tensorboard is optional: with a stand-in SummaryWriter the epoch rows arrive as scalars;
+    without the package (``None`` in sys.modules makes the import fail) training still runs."""
+    import sys
+    import types
+
+    scalars = []
+
+    class Writer:
+        def __init__(self, logdir):
+            self.logdir = logdir
+
+        def add_scalar(self, name, value, step):
+            scalars.append((name, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            scalars.append(("closed", None))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    run(tiny(tmp_path, epochs=2, max_steps_per_epoch=1))
+    assert ("train_loss", 1) in scalars and ("top1", 2) in scalars and scalars[-1] == ("closed", None)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    run(tiny(tmp_path, output=str(tmp_path / "r2"), epochs=1, max_steps_per_epoch=1))

@@ -37,6 +37,7 @@ from .run_data import RunData
 from .run_metrics import final_metrics
 from .saver import CheckpointSaver
 from .selection import keep_count
+from .tensorboard_log import TensorBoardLog
 from .validate import (
     NonFiniteLoss,
     check_classes,
@@ -347,6 +348,14 @@ class Trainer:
         elif self.info.is_main and (aside := set_aside_previous_run(out)) is not None:
             print(f"starting afresh: the earlier run's files in {out} were moved to {aside}", file=sys.stderr)
         t_start = time.perf_counter() - self.wall_offset
+        tensorboard = TensorBoardLog(out) if self.info.is_main else None
+        try:
+            return self._epochs(out, saver, t_start, tensorboard, stop_after)
+        finally:
+            if tensorboard is not None:
+                tensorboard.close()
+
+    def _epochs(self, out: Path, saver: CheckpointSaver, t_start: float, tensorboard, stop_after) -> dict:
         while self.epoch < self.cfg.epochs:
             epoch = self.epoch
             row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
@@ -370,6 +379,7 @@ class Trainer:
             if self.info.is_main:
                 saver.save(state, self.history)
                 write_log(out, self.history)
+                tensorboard.log(row)
                 print(_format_row(row), file=sys.stderr)
             dist_utils.barrier()
             if stop_after is not None and self.epoch >= stop_after and self.epoch < self.cfg.epochs:
