@@ -8,6 +8,7 @@ A checkpoint is a dict saved with torch.save that holds only tensors and plain d
   model_spec     {"timm_name": str, "kwargs": dict}: rebuilds the architecture
   trilevel       {"token_keep", "attn_keep", "locations", "stat_layer"}: final ratios
   model          state_dict of the unwrapped, uncompiled model (timm's own keys)
+  model_ema      state_dict of its EMA (--model-ema) or None
   optimizer, scheduler, scaler, epoch (next epoch to run), step, rng (torch, cuda, numpy
   as in :func:`trilevel.rng.capture`, python) of rank 0, rng_by_rank (every rank's, in rank
   order), ratio_schedule, example_selector (state dict or
@@ -116,6 +117,7 @@ _CORE = {
     "trilevel.stat_layer": lambda v: v is None or _is_int(v),
     "model": _is_state_dict,
     "example_selector?": lambda v: v is None or isinstance(v, dict),
+    "model_ema?": lambda v: v is None or _is_state_dict(v),
 }
 RESUME_FIELDS = {
     "optimizer": lambda v: isinstance(v, dict),
