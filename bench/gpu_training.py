@@ -5,8 +5,9 @@
 
 Each run is a separate `trilevel train` process (compiled, bf16, data on the GPU), so one
 run's compiled graphs do not leak into the next; the on-disk compile caches are shared,
-as they would be between real runs on one machine. Writes bench/results/gpu_training.json
-and gpu_training.md. Only meaningful on a GPU.
+as they would be between real runs on one machine, unless --cold-cache gives every run
+empty ones of its own (its compile time is then that of a fresh machine). Writes
+bench/results/gpu_training.json and gpu_training.md. Only meaningful on a GPU.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +43,14 @@ def train(name: str, seed: int, args) -> dict:
     ]  # fmt: skip
     if example < 1.0:  # scale the paper's 5 updates (every 30 of 300 epochs) to the run
         cmd += ["--example-updates", str(args.example_updates)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT, timeout=args.run_timeout)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    with tempfile.TemporaryDirectory(prefix="trilevel-compile-cache-") as cache:
+        if args.cold_cache:
+            env |= {"TORCHINDUCTOR_CACHE_DIR": cache, "TRITON_CACHE_DIR": str(Path(cache) / "triton")}
+        subprocess.run(cmd, check=True, env=env, cwd=ROOT, timeout=args.run_timeout)
     m = json.loads((out / "metrics.json").read_text())
     return {
         "name": name,
@@ -59,6 +67,7 @@ def train(name: str, seed: int, args) -> dict:
         "attn_keep": attn,
         "example_keep": example,
         "tokens_per_stage": m["tokens_per_stage"],
+        "cold_cache": args.cold_cache,
     }
 
 
@@ -104,6 +113,7 @@ def main() -> int:
     p.add_argument("--example-updates", type=int, default=3)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--run-timeout", type=float, default=None, help="seconds before a run is abandoned")
+    p.add_argument("--cold-cache", action="store_true", help="empty inductor and Triton caches for every run")
     p.add_argument("--work", default=str(ROOT / "runs" / "bench"))
     p.add_argument("--out", default=str(RESULTS / "gpu_training.json"))
     args = p.parse_args()
@@ -115,7 +125,8 @@ def main() -> int:
         return 2
     out = Path(args.out)
     settings = {"gpu": torch.cuda.get_device_name(), "model": args.model, "epochs": args.epochs,
-                "batch_size": args.batch_size, "compiled": args.compile, "ratio_levels": args.ratio_levels}  # fmt: skip
+                "batch_size": args.batch_size, "compiled": args.compile, "ratio_levels": args.ratio_levels,
+                "cold_cache": args.cold_cache}  # fmt: skip
     result = json.loads(out.read_text()) if out.exists() else {}
     if {k: result.get(k) for k in settings} != settings:  # other settings: start afresh
         result = {**settings, "runs": []}

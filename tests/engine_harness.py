@@ -44,7 +44,9 @@ class Program:
                 self._pending_writes.append((t, knots.reshape(1, -1)))
                 self.op("LOAD_LUT", X=t.addr, N=knots.size, P0=LUT_NAMES.index(name))
 
-    def tensor(self, name: str, values=None, rows: int | None = None, cols: int | None = None, dtype=np.int16):
+    def tensor(
+        self, name: str, values=None, rows: int | None = None, cols: int | None = None, dtype=np.int16
+    ):
         """Allocate a (rows, cols) tensor, optionally initialised from ``values``."""
         if values is not None:
             values = np.asarray(values)

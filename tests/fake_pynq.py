@@ -5,13 +5,17 @@ backend relies on:
 
 - ``Overlay(bit)``: needs the .hwh beside the .bit, holds one engine IP in ``ip_dict`` and
   binds it to the ``DefaultIP`` subclass whose ``bindto`` names its VLNV (as pynq does).
-- ``register_map``: only the engine's register names exist; every write is logged by name in
+- ``register_map``: only the engine's register names exist (the bases ``mem`` and ``wmem`` as
+  ``mem_1``/``mem_2`` halves, or as 64-bit registers when :data:`SPLIT_ADDRESSES` is False);
+  every write is logged by name in
   :data:`LOG` (``CTRL.AP_START`` included); ``status`` and ``err_tag`` are read-only;
   ``CTRL.AP_DONE`` clears when read, like ap_ctrl_hs.
 - ``allocate``: an ndarray subclass with ``device_address``, ``flush`` and ``invalidate``. The
   engine sees a separate DDR copy, so data the host forgot to flush is not seen by the engine
   and results it forgot to invalidate are not seen by the host.
-- A start runs the C-sim engine on the DDR copy. ``hang = True`` on the IP: done never rises.
+- A start runs the C-sim engine on the DDR copy. ``hang = True`` on the IP, or :data:`HANG_FROM`
+  = k (the k-th start of the process and later ones, from 1): done never rises.
+  :data:`BEFORE_START` (a function of the DDR array and the registers) may change memory first.
 """
 
 from __future__ import annotations
@@ -22,17 +26,30 @@ import numpy as np
 from trilevel_host.device.csim import CSimEngine
 
 VLNV = "xilinx.com:hls:trilevel_engine:1.0"
-REGISTERS = ("mem", "wmem", "mem_bytes", "prog", "n_desc", "status", "err_tag")
+SCALARS = ("mem_bytes", "prog", "n_desc", "status", "err_tag")
+# Vitis HLS 2022.x lists a 64-bit m_axi base as two halves (mem_1 low, mem_2 high); later
+# versions as one 64-bit register. SPLIT_ADDRESSES picks which the fake .hwh has.
+SPLIT_ADDRESSES = True
 READ_ONLY = ("status", "err_tag")
 LOG: list[tuple[str, int]] = []  # every register write, by name, in order
 DDR: dict[int, np.ndarray] = {}  # device address -> the engine's view of that buffer
+HANG_FROM: int | None = None
+BEFORE_START = None
+STARTS = [0]
 _DRIVERS: dict[str, type] = {}
 _next_address = [0x6000_0000]
 
 
 def reset() -> None:
+    global HANG_FROM, BEFORE_START, SPLIT_ADDRESSES
     LOG.clear()
     DDR.clear()
+    HANG_FROM, BEFORE_START, STARTS[0], SPLIT_ADDRESSES = None, None, 0, True
+
+
+def _registers() -> tuple[str, ...]:
+    bases = ("mem_1", "mem_2", "wmem_1", "wmem_2") if SPLIT_ADDRESSES else ("mem", "wmem")
+    return bases + SCALARS
 
 
 class PynqBuffer(np.ndarray):
@@ -98,16 +115,20 @@ class _Ctrl:
 class _RegisterMap:
     def __init__(self, ip):
         object.__setattr__(self, "_ip", ip)
-        object.__setattr__(self, "_values", dict.fromkeys(REGISTERS, 0))
+        object.__setattr__(self, "_values", dict.fromkeys(_registers(), 0))
         object.__setattr__(self, "CTRL", _Ctrl(ip))
 
     def __getattr__(self, name):
-        if name not in REGISTERS:
+        if name not in self._values:
             raise AttributeError(name)
         return self._values[name]
 
+    def base(self, name: str) -> int:
+        v = self._values
+        return v[name] if name in v else v[name + "_1"] | (v[name + "_2"] << 32)
+
     def __setattr__(self, name, value):
-        if name not in REGISTERS or name in READ_ONLY:
+        if name not in self._values or name in READ_ONLY:
             raise AttributeError(f"register {name} cannot be written")
         LOG.append((name, int(value)))
         self._values[name] = int(value)
@@ -131,11 +152,15 @@ class DefaultIP(metaclass=_RegisterIP):
     def _engine_start(self) -> None:
         """ap_start: the engine runs on DDR at once (or never finishes when hanging)."""
         v = self.register_map._values
-        if self.hang:
+        STARTS[0] += 1
+        if self.hang or (HANG_FROM is not None and STARTS[0] >= HANG_FROM):
             self.busy = True
             return
-        ddr = DDR[v["mem"]]
-        assert v["wmem"] == v["mem"], "both m_axi bases point at the arena"
+        rm = self.register_map
+        ddr = DDR[rm.base("mem")]
+        assert rm.base("wmem") == rm.base("mem"), "both m_axi bases point at the arena"
+        if BEFORE_START is not None:
+            BEFORE_START(ddr, dict(v))
         r = CSimEngine().run(ddr[: v["mem_bytes"]], v["prog"], v["n_desc"])
         v["status"], v["err_tag"] = r.status, r.err_tag
         self.done = True

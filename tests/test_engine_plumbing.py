@@ -12,9 +12,10 @@ from trilevel_host import luts
 from trilevel_host.engine.abi import abi, descriptor
 
 
-
 def test_abi_json_is_generated_from_the_headers():
-    r = subprocess.run([sys.executable, str(ROOT / "hls/tools/gen_abi_json.py"), "--check"], capture_output=True)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "hls/tools/gen_abi_json.py"), "--check"], capture_output=True
+    )
     assert r.returncode == 0, r.stderr.decode()
 
 

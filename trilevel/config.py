@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass, field, fields
 from types import UnionType as _UnionType
 
 # Tri-Level/r presets: the paper's main table uses keep ratio r at every level; the
-# attention level keeps 0.3 of the connections in the paper's DeiT-T setting. The last
-# three are each level alone at 0.7 (the attention level at its 0.3), for ablations.
+# attention level keeps 0.3 of the connections in the paper's DeiT-T setting. The rest
+# are ablations: each level alone at 0.7 (the attention level at its 0.3), and the token
+# and attention levels without the example level.
 PRESETS = {
     "dense": dict(token_keep=1.0, attn_keep=1.0, example_keep=1.0),
     "trilevel-0.9": dict(token_keep=0.9, attn_keep=0.3, example_keep=0.9),
@@ -17,6 +18,7 @@ PRESETS = {
     "trilevel-0.7": dict(token_keep=0.7, attn_keep=0.3, example_keep=0.7),
     "example-0.7": dict(token_keep=1.0, attn_keep=1.0, example_keep=0.7),
     "token-0.7": dict(token_keep=0.7, attn_keep=1.0, example_keep=1.0),
+    "token-0.7+attn-0.3": dict(token_keep=0.7, attn_keep=0.3, example_keep=1.0),
     "attn-0.7": dict(token_keep=1.0, attn_keep=0.3, example_keep=1.0),
 }
 

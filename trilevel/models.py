@@ -16,9 +16,11 @@ PRESETS: dict[str, tuple[str, dict]] = {
 
 
 def resolve(name: str, **overrides) -> tuple[str, dict]:
-    """(timm name, kwargs) for a preset or a timm model name."""
+    """(timm name, kwargs) for a preset or a timm model name, with or without a pretrained tag
+    (``deit_tiny_patch16_224.fb_in1k``; nothing is downloaded, the tag only names the config)."""
     base, kwargs = PRESETS.get(name, (name, {}))
-    if base not in timm.list_models():
+    arch, tag = timm.models.split_model_name_tag(base)
+    if not timm.is_model(arch) or (tag and base not in timm.list_pretrained(arch + ".*")):
         raise ValueError(f"unknown model {name!r}: not a preset ({', '.join(PRESETS)}) nor a timm model")
     return base, {**kwargs, **{k: v for k, v in overrides.items() if v is not None}}
 

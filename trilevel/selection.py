@@ -95,17 +95,67 @@ def gather_tokens(x: torch.Tensor, idx: torch.Tensor, num_prefix: int) -> torch.
     return torch.cat([x[:, :num_prefix], patches], dim=1)
 
 
+def kept_sequence(idx: torch.Tensor, num_prefix: int) -> torch.Tensor:
+    """Positions in the sequence before selection of the tokens kept: the prefix, then ``idx``.
+
+    idx: (B, n_keep) kept patch indices. Returns int64 (B, M), M = num_prefix + n_keep.
+    """
+    prefix = torch.arange(num_prefix, device=idx.device).expand(idx.shape[0], -1)
+    return torch.cat([prefix, idx + num_prefix], dim=1)
+
+
 def restrict_attention(avg_attn: torch.Tensor, idx: torch.Tensor, num_prefix: int) -> torch.Tensor:
     """Head-averaged attention among the kept tokens only.
 
     avg_attn: (B, N, N) before selection, idx: (B, n_keep) kept patch indices.
     Returns (B, M, M), M = num_prefix + n_keep, in the order of the gathered sequence.
     """
-    B = idx.shape[0]
-    prefix = torch.arange(num_prefix, device=idx.device).expand(B, -1)
-    seq = torch.cat([prefix, idx + num_prefix], dim=1)  # (B, M) positions in the old sequence
+    seq = kept_sequence(idx, num_prefix)  # (B, M) positions in the old sequence
     rows = avg_attn.gather(1, seq.unsqueeze(-1).expand(-1, -1, avg_attn.shape[-1]))  # (B, M, N)
     return rows.gather(2, seq.unsqueeze(1).expand(-1, seq.shape[1], -1))  # (B, M, M)
+
+
+@torch.no_grad()
+def attention_probs(
+    q: torch.Tensor, k: torch.Tensor, scale: float, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Softmax attention probabilities (B, H, Nq, Nk), masked keys at exactly 0.
+
+    q: (B, H, Nq, D), k: (B, H, Nk, D). mask: None, a boolean mask (True = attend) or an
+    additive bias (0 or -inf), broadcastable to (B, H, Nq, Nk).
+    """
+    scores = (q * scale) @ k.transpose(-2, -1)
+    if mask is not None and mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    elif mask is not None:
+        scores = scores + mask
+    return scores.softmax(dim=-1)
+
+
+@torch.no_grad()
+def kept_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    idx: torch.Tensor,
+    num_prefix: int,
+    scale: float,
+    mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """Head-averaged attention among the kept tokens, computed for the kept rows only.
+
+    Equals ``restrict_attention(head_avg_attention(attention_probs(q, k, scale, mask)), idx,
+    num_prefix)`` (each row is still a softmax over all N keys before selection) but skips
+    the rows of dropped queries: (B, H, M, N) probabilities instead of (B, H, N, N).
+    q, k: (B, H, N, D); idx: (B, n_keep); mask: None or (B, 1, N, N). Returns (B, M, M).
+    """
+    B, H, _, D = q.shape
+    seq = kept_sequence(idx, num_prefix)  # (B, M)
+    M = seq.shape[1]
+    q_kept = q.gather(2, seq[:, None, :, None].expand(B, H, M, D))  # (B, H, M, D)
+    if mask is not None:
+        mask = mask.gather(2, seq[:, None, :, None].expand(B, 1, M, mask.shape[-1]))  # (B, 1, M, N)
+    rows = head_avg_attention(attention_probs(q_kept, k, scale, mask))  # (B, M, N)
+    return rows.gather(2, seq.unsqueeze(1).expand(B, M, M))  # (B, M, M)
 
 
 def select_connections(avg_attn: torch.Tensor, num_prefix: int, n_conn: int) -> torch.Tensor:
@@ -133,6 +183,24 @@ def connection_mask(conn: torch.Tensor, num_prefix: int) -> torch.Tensor:
     patch_rows = mask[:, num_prefix:, num_prefix:]
     patch_rows.scatter_(-1, conn, True)
     return mask.unsqueeze(1)
+
+
+def connection_bias(conn: torch.Tensor, num_prefix: int, dtype: torch.dtype) -> torch.Tensor:
+    """The connection mask of :func:`connection_mask` as an additive bias (B, 1, M, M): 0 or -inf.
+
+    This is what SDPA's kernels consume: a boolean mask is converted to such a bias at every
+    call. The rows are stored 8-aligned (the memory-efficient kernel's alignment; unaligned,
+    it copies the bias into an aligned one at every call) and sliced to M columns. The
+    padding is always at least one column, so a symbolic M needs no guard on M % 8.
+    """
+    B, n_rows, _ = conn.shape
+    M = num_prefix + n_rows
+    padded = (M // 8 + 1) * 8
+    bias = torch.full((B, M, padded), float("-inf"), dtype=dtype, device=conn.device)
+    bias[:, :num_prefix] = 0.0
+    bias[:, :, :num_prefix] = 0.0
+    bias[:, num_prefix:, num_prefix:M].scatter_(-1, conn, 0.0)
+    return bias[:, :, :M].unsqueeze(1)
 
 
 def attention_variance(patch_scores: torch.Tensor) -> torch.Tensor:

@@ -21,18 +21,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 INCLUDE = HERE.parent / "include"
-CONFIG_FILES = ("config.h", "abi.h")
 sys.path.insert(0, str(HERE))
 
-from gen_abi_json import parse  # noqa: E402
-
-
-def config_hash(include: Path = INCLUDE) -> str:
-    """sha256 (hex) of config.h then abi.h: equal hashes mean the same sizes, opcodes and layout."""
-    h = hashlib.sha256()
-    for name in CONFIG_FILES:
-        h.update((include / name).read_bytes())
-    return h.hexdigest()
+from gen_abi_json import CONFIG_FILES, config_hash, parse  # noqa: E402
 
 
 def _file_entry(path: Path) -> dict:

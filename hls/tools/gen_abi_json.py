@@ -2,7 +2,7 @@
 
     python hls/tools/gen_abi_json.py [--check]
 
-The output, host/trilevel_host/engine/abi.json, is what the host program, the cycle model and
+The output, host/trilevel_host/engine/abi.json (with the headers' config hash), is what the host program, the cycle model and
 the resource estimate read: the headers stay the one source, the JSON a generated copy.
 --check exits 1 when the committed JSON is not what the headers give (a test runs it).
 """
@@ -10,6 +10,7 @@ the resource estimate read: the headers stay the one source, the JSON a generate
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -22,6 +23,17 @@ DEFINE = re.compile(r"^#define\s+([A-Z][A-Z0-9_]*)\s+\(?(-?\d+)\)?\s*(?://.*)?$"
 DERIVED = re.compile(r"^#define\s+([A-Z][A-Z0-9_]*)\s+\((CFG_[A-Z0-9_]+)\s*/\s*(\d+)\)\s*$")
 GROUPS = {"CFG_": "config", "OP_": "opcodes", "FLAG_": "flags", "ST_": "status", "DW_": "desc_words",
           "LUT_": "luts", "CNT_": "counters", "ABI_": "abi", "DESC_": "abi"}  # fmt: skip
+
+
+CONFIG_FILES = ("config.h", "abi.h")  # the headers that fix the engine's sizes, opcodes and layout
+
+
+def config_hash(include: Path = ROOT / "hls" / "include") -> str:
+    """sha256 (hex) of config.h then abi.h: equal hashes mean the same sizes, opcodes and layout."""
+    h = hashlib.sha256()
+    for name in CONFIG_FILES:
+        h.update((Path(include) / name).read_bytes())
+    return h.hexdigest()
 
 
 def parse(include: Path) -> dict:
@@ -43,7 +55,10 @@ def parse(include: Path) -> dict:
 
 
 def render(include: Path = ROOT / "hls" / "include") -> str:
-    return json.dumps(parse(include), indent=1, sort_keys=True) + "\n"
+    out = parse(include)
+    # the engine's identity, as a bitstream's manifest records it (bitstream_manifest.py)
+    out["config_hash"] = {"sha256": config_hash(include), "of": [f"hls/include/{n}" for n in CONFIG_FILES]}
+    return json.dumps(out, indent=1, sort_keys=True) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     text = render()
     if args.check:
         if not OUT.is_file() or OUT.read_text() != text:
-            print(f"error: {OUT.relative_to(ROOT)} is stale: run python hls/tools/gen_abi_json.py", file=sys.stderr)
+            print(
+                f"error: {OUT.relative_to(ROOT)} is stale: run python hls/tools/gen_abi_json.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
     trilevel-host infer --package P --backend csim|board [--bitstream bitstreams/NAME.bit]
                         [--data fashion-mnist|DIR] [--limit N] [--output result.json]
+    trilevel-host compare [--measured RESULT.json ...]   (the paper's Table 3: compare.py)
 
 Streams test images one at a time through the engine, runs the numpy reference (the oracle)
 on the same quantised images, and reports accuracy, top-1 agreement with the oracle, and
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import load_package
+from . import compare, load_package
 from .data import DatasetError, load_idx_split, quantize_images
 from .device.base import EngineError, EngineTimeout
 from .package import PackageError
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for one start (board)"
     )
     inf.add_argument("--output", help="JSON result file")
+    compare.add_parser(sub)
     return p
 
 
@@ -133,14 +135,18 @@ def infer(args) -> dict:
         ref_logits, ref_keep = _oracle(pkg, xq)
         preds, seconds, exact, keep_equal = [], [], 0, 0
         bar = _progress(len(xq))
-        for i, x in enumerate(xq):
-            out = runner.infer(x)
-            preds.append(int(np.argmax(out.logits)))
-            seconds.append(out.seconds)
-            exact += bool(np.array_equal(out.logits, ref_logits[i]))
-            keep_equal += all(np.array_equal(k, rk[i]) for k, rk in zip(out.keep_idx, ref_keep, strict=True))
-            bar.update(1)
-        bar.close()
+        try:
+            for i, x in enumerate(xq):
+                out = runner.infer(x)
+                preds.append(int(np.argmax(out.logits)))
+                seconds.append(out.seconds)
+                exact += bool(np.array_equal(out.logits, ref_logits[i]))
+                keep_equal += all(
+                    np.array_equal(k, rk[i]) for k, rk in zip(out.keep_idx, ref_keep, strict=True)
+                )
+                bar.update(1)
+        finally:
+            bar.close()  # ends the bar's line, so an error message starts on its own
     finally:
         device.close()
     preds = np.asarray(preds)
@@ -186,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     from .device.board import BoardError
     from .device.csim import CSimError
 
+    if args.command == "compare":
+        try:
+            return compare.run(args)
+        except (compare.CompareError, PackageError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     try:
         result = infer(args)
     except (PackageError, DatasetError, InputError, CliError, BoardError, CSimError) as e:

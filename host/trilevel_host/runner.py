@@ -32,7 +32,7 @@ class Inference:
     logits: np.ndarray  # (num_classes,) int16 values
     keep_idx: list[np.ndarray]  # per selector (n_keep,) original patch ids, ascending
     connections: list[np.ndarray | None]  # per selector (n_keep, n_conn) kept-part indices, or None
-    seconds: float  # wall time from start to done (device.latency_label says what it is)
+    seconds: float  # wall time of the forward's start: input flush, start, wait for done (see device.latency_label)
 
 
 class EngineRunner:

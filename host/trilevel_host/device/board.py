@@ -3,8 +3,9 @@
 ``pynq`` is imported here only, when a :class:`BoardDevice` is made (``pip install
 'trilevel_host[board]'``); the rest of the host package runs without it. Before the overlay is
 loaded, the bitstream is checked: its ``.hwh`` (PYNQ's register map comes from it) and its
-manifest ``bitstreams/<name>.json`` must sit beside the ``.bit``, and the manifest must name
-this host's ABI version and engine config hash (:func:`trilevel_host.engine.abi.config_hash`),
+manifest ``bitstreams/<name>.json`` (written by hls/tools/bitstream_manifest.py) must sit
+beside the ``.bit``; the manifest must name this host's ABI version, engine config hash
+(:func:`trilevel_host.engine.abi.config_hash`) and IP, and the size and sha256 of both files,
 so a bitstream built from other headers is refused before it can misread a descriptor.
 
 The engine IP is bound by its VLNV (a ``pynq.DefaultIP`` subclass); every register is
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.abi import abi, config_hash
+from ..package import sha256_file
 from .base import Device, EngineTimeout, RunResult
 
 VLNV = "xilinx.com:hls:trilevel_engine:1.0"
@@ -63,12 +65,28 @@ def check_bitstream(bit: str | Path) -> Path:
         raise BoardError(
             f"bitstream {bit} has engine ABI {m.get('abi_version')!r}, this host speaks ABI {want}"
         )
-    if m.get("config_hash") != config_hash():
+    theirs = m.get("config_hash")
+    theirs = theirs.get("sha256") if isinstance(theirs, dict) else None
+    if theirs != config_hash():
         raise BoardError(
-            f"bitstream {bit} was built for another engine config (hash {str(m.get('config_hash'))[:12]}, "
-            f"this host's abi.json is {config_hash()[:12]}): rebuild it or use the matching host"
+            f"bitstream {bit} was built for another engine config (config hash {str(theirs)[:12]}, "
+            f"this host's is {config_hash()[:12]}): rebuild it or use the matching host"
         )
+    if m.get("ip_vlnv", VLNV) != VLNV:
+        raise BoardError(f"bitstream {bit} holds IP {m.get('ip_vlnv')}, this host drives {VLNV}")
+    for path, key in ((bit, "bit"), (hwh, "hwh")):
+        _check_file_entry(bit, path, m.get(key))
     return hwh
+
+
+def _check_file_entry(bit: Path, path: Path, entry) -> None:
+    """The manifest's size and sha256 of the .bit / .hwh: a file replaced after the build is refused."""
+    if not isinstance(entry, dict) or "sha256" not in entry or "bytes" not in entry:
+        raise BoardError(f"bitstream {bit}: its manifest lacks the size and sha256 of {path.name}")
+    if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+        raise BoardError(
+            f"bitstream {bit}: {path.name} is not the file its manifest describes (size or sha256)"
+        )
 
 
 def _import_pynq():
@@ -153,7 +171,8 @@ class BoardDevice(Device):
         data = np.asarray(data, dtype=np.uint8).reshape(-1)
         self._check_range(offset, data.size, self.buf.size)
         self.buf[offset : offset + data.size] = data
-        self._dirty.append((offset, data.size))
+        if not any(o <= offset and offset + data.size <= o + n for o, n in self._dirty):
+            self._dirty.append((offset, data.size))
 
     def read(self, offset: int, nbytes: int) -> np.ndarray:
         self._check_range(offset, nbytes, self.buf.size)

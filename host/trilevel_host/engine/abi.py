@@ -8,7 +8,6 @@ op table in hls/README.md.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cache
 from pathlib import Path
@@ -64,11 +63,6 @@ def split64(value: int) -> dict[str, int]:
 
 
 def config_hash() -> str:
-    """sha256 of abi.json in canonical form (sorted keys, no spaces): the engine build's identity.
-
-    abi.json is generated from config.h, abi.h and the table constants, so two engines with the
-    same hash take the same descriptors, sizes and tables. A bitstream's manifest
-    (bitstreams/<name>.json) carries the hash of the headers it was synthesized from.
-    """
-    text = json.dumps(abi(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """sha256 of hls/include/config.h followed by abi.h, the engine's identity as a bitstream's
+    manifest (bitstreams/<name>.json, ``config_hash``) records it; generated into abi.json."""
+    return abi()["config_hash"]["sha256"]

@@ -26,6 +26,7 @@ def _limits(cfg: ModelConfig) -> list[tuple[str, int, str]]:
         ("patch-embedding K (in_chans * patch_size^2)", kp, "MAX_K"),
         ("fc2 K (mlp_hidden)", cfg.mlp_hidden, "MAX_K"),
         ("qkv outputs (3 embed_dim)", 3 * cfg.embed_dim, "MAX_OUT"),
+        ("fc1 outputs (mlp_hidden)", cfg.mlp_hidden, "MAX_OUT"),
         ("num_classes", cfg.num_classes, "MAX_OUT"),
         ("img_size", cfg.img_size, "MAX_IMG"),
         ("in_chans", cfg.in_chans, "MAX_CIN"),

@@ -20,6 +20,8 @@ from ..reference.ops_forward import LN_EXTRA_FRAC, NORM_FRAC, PROB_FRAC
 from .abi import abi, descriptor, split64
 from .arena import Tensor
 
+EPS_BITS = 52  # LayerNorm's eps_i must stay below 2^52 (var + eps_i below 2^53: hls/README.md)
+
 
 class UnsupportedPackage(PackageError):
     """A valid model package this engine build cannot run (sizes, formats, tables)."""
@@ -121,8 +123,10 @@ def layernorm(
     _same(name, "width", x.cols, g.cols)
     _same(name, "beta width", b.cols, g.cols)
     eps_i = ln_eps(eps, fx)
-    if eps_i >= 1 << 63:
-        raise UnsupportedPackage(f"{name}: eps {eps} at input format {fx} does not fit 64 bits")
+    if eps_i >= 1 << EPS_BITS:
+        raise UnsupportedPackage(
+            f"{name}: eps {eps} at input format {fx} is 2^{eps_i.bit_length() - 1}, over the engine's 2^{EPS_BITS}"
+        )
     sh = _shifts(name, SH0=fb - (NORM_FRAC + fg), SH1=NORM_FRAC + fg - fy)
     f = dict(X=x.addr, XS=x.stride, W=g.addr, B=b.addr, Y=y.addr, YS=y.stride, M=y.rows, K=x.cols)
     return Op(name, "LAYERNORM", f | sh | split64(eps_i))
