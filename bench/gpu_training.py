@@ -22,18 +22,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+from trilevel.config import PRESETS  # noqa: E402
 
-# name -> keep ratios (token, attention, example); the paper's presets and each level alone.
-RUNS = {
-    "dense": (1.0, 1.0, 1.0),
-    "trilevel-0.9": (0.9, 0.3, 0.9),
-    "trilevel-0.8": (0.8, 0.3, 0.8),
-    "trilevel-0.7": (0.7, 0.3, 0.7),
-    "example-0.7": (1.0, 1.0, 0.7),
-    "token-0.7": (0.7, 1.0, 1.0),
-    "token-0.7+attn-0.3": (0.7, 0.3, 1.0),
-    "attn-0.7": (1.0, 0.3, 1.0),
-}
+# name -> keep ratios (token, attention, example): the run presets of `trilevel train --preset`.
+RUNS = {name: (p["token_keep"], p["attn_keep"], p["example_keep"]) for name, p in PRESETS.items()}
 DEFAULT = ["dense:0", "dense:1", "trilevel-0.7:0", "trilevel-0.7:1", "trilevel-0.9:0", "trilevel-0.8:0",
            "example-0.7:0", "token-0.7:0", "attn-0.7:0"]  # fmt: skip
 

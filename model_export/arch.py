@@ -38,6 +38,9 @@ def describe(model) -> dict:
         for part in ("q_norm", "k_norm", "norm"):
             if not isinstance(getattr(b.attn, part, nn.Identity()), nn.Identity):
                 problems.append(f"blocks.{i}.attn.{part} is not supported")
+        for name in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"):
+            if b.get_submodule(name).bias is None:
+                problems.append(f"blocks.{i}.{name} has no bias (qkv_bias=False?)")
         if getattr(b.attn, "gate", None) is not None:
             problems.append(f"blocks.{i}.attn has a gate")
         act = b.mlp.act

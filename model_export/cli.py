@@ -12,7 +12,6 @@ import torch
 
 from trilevel import data as tdata
 from trilevel.checkpoint import CheckpointError, load_model
-from trilevel.train import build_data
 
 from . import data
 from .arch import UnsupportedModel
@@ -30,19 +29,25 @@ def parser() -> argparse.ArgumentParser:
         "--data-dir", default=None, help="Fashion-MNIST folder (default: $FASHION_MNIST_DIR or Debian's)"
     )
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX model")
+    p.add_argument(
+        "--onnx-only",
+        action="store_true",
+        help="write only the ONNX model, to the file --output (any dataset, ImageFolder trees included)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for picking calibration and golden images")
     return p
 
 
 def _datasets(cfg, data_dir, model):
     """(train, test) exactly as training built them, checked against the model's input."""
-    if cfg.dataset not in ("fashion-mnist", "synthetic"):
+    if cfg.dataset not in tdata.IN_MEMORY:
         raise ExportError(
-            f"export calibrates on in-memory datasets (fashion-mnist, synthetic), not {cfg.dataset!r}"
+            f"the fixed-point package calibrates on in-memory datasets (fashion-mnist, synthetic), not "
+            f"{cfg.dataset!r}; use --onnx-only for the ONNX model alone"
         )
     if data_dir is not None:
         cfg.data_dir = data_dir
-    train, test = build_data(cfg)[:2]
+    train, test = tdata.build_data(cfg)[:2]
     native = tuple(train.images.shape[1:])
     wanted = (model.patch_embed.proj.in_channels, *model.patch_embed.img_size)
     if native != wanted:  # the package's input rule is normalisation only, no resize
@@ -51,6 +56,39 @@ def _datasets(cfg, data_dir, model):
             "export supports models trained at the dataset's own size"
         )
     return train, test
+
+
+def run_onnx_only(args) -> dict:
+    """The ONNX model alone, checked against PyTorch on a few of the run's own images."""
+    from .onnx_export import export_onnx
+
+    out = Path(args.output)
+    if out.is_dir():
+        raise ExportError(f"--output {out} is a folder; --onnx-only writes one file (e.g. model.onnx)")
+    model, cfg, _ = load_model(args.checkpoint)
+    if args.data_dir is not None:
+        cfg.data_dir = args.data_dir
+    size, chans = model.patch_embed.img_size[0], model.patch_embed.proj.in_channels
+    ds = tdata.build_data(cfg, size, chans)
+    split = ds.test if ds.test is not None else ds.train
+    idx = data.pick(split, 8, args.seed).tolist()
+    if isinstance(split, tdata.InMemoryDataset):
+        from trilevel.device_loader import DeviceLoader
+
+        loader = DeviceLoader(split, len(idx), size, chans, torch.device("cpu"), train=False)
+        sample = loader.transform(split.images[idx])
+    else:  # an ImageFolder: its evaluation transform (train/ alone carries the augmenting one)
+        split.transform = tdata.eval_transform(size, chans)
+        sample = torch.stack([split[i][0] for i in idx])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.partial.onnx")
+    try:
+        with torch.no_grad():
+            section = export_onnx(model, tmp, sample)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return section
 
 
 def run(args) -> dict:
@@ -88,6 +126,8 @@ def run(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.onnx_only:
+        return _run_onnx_only(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PrecisionWarning)
         rc = _run_reporting_errors(args)
@@ -97,6 +137,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return rc
+
+
+def _run_onnx_only(args) -> int:
+    try:
+        section = run_onnx_only(args)
+    except (CheckpointError, ExportError, UnsupportedModel, tdata.DatasetError, OSError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {args.output}: ONNX opset {section['opset']}, max |onnxruntime - torch| "
+        f"{section['max_abs_diff_vs_torch']:.2g} on {section['check_images']} images"
+    )
+    return 0
 
 
 def _run_reporting_errors(args) -> int:

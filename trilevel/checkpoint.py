@@ -8,8 +8,10 @@ A checkpoint is a dict saved with torch.save that holds only tensors and plain d
   model_spec     {"timm_name": str, "kwargs": dict}: rebuilds the architecture
   trilevel       {"token_keep", "attn_keep", "locations", "stat_layer"}: final ratios
   model          state_dict of the unwrapped, uncompiled model (timm's own keys)
+  model_ema      state_dict of its EMA (--model-ema) or None
   optimizer, scheduler, scaler, epoch (next epoch to run), step, rng (torch, cuda, numpy
-  as in :func:`numpy_rng_state`, python), ratio_schedule, example_selector (state dict or
+  as in :func:`trilevel.rng.capture`, python) of rank 0, rng_by_rank (every rank's, in rank
+  order), ratio_schedule, example_selector (state dict or
   None), history (per-epoch log rows)
 """
 
@@ -21,7 +23,6 @@ import pickle
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import models
@@ -116,6 +117,7 @@ _CORE = {
     "trilevel.stat_layer": lambda v: v is None or _is_int(v),
     "model": _is_state_dict,
     "example_selector?": lambda v: v is None or isinstance(v, dict),
+    "model_ema?": lambda v: v is None or _is_state_dict(v),
 }
 RESUME_FIELDS = {
     "optimizer": lambda v: isinstance(v, dict),
@@ -129,6 +131,7 @@ RESUME_FIELDS = {
     "rng.cuda": lambda v: v is None or (isinstance(v, list) and all(isinstance(t, torch.Tensor) for t in v)),
     "rng.numpy": lambda v: isinstance(v, dict) and isinstance(v.get("key"), torch.Tensor),
     "rng.python": lambda v: isinstance(v, tuple) and len(v) == 3,
+    "rng_by_rank?": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
 }
 
 
@@ -149,29 +152,6 @@ def check_fields(ckpt: dict, path: str | Path, spec: dict) -> None:
         else:
             if not test(v):
                 raise CheckpointError(f"checkpoint {path}: field {'.'.join(keys)} has an unusable value")
-
-
-def numpy_rng_state() -> dict:
-    """numpy's global RNG state as plain data and a tensor (no numpy objects in checkpoints)."""
-    s = np.random.get_state(legacy=False)
-    return {
-        "bit_generator": s["bit_generator"],
-        "key": torch.from_numpy(s["state"]["key"].astype(np.int64)),
-        "pos": int(s["state"]["pos"]),
-        "has_gauss": int(s["has_gauss"]),
-        "gauss": float(s["gauss"]),
-    }
-
-
-def set_numpy_rng_state(d: dict) -> None:
-    np.random.set_state(
-        {
-            "bit_generator": d["bit_generator"],
-            "state": {"key": d["key"].numpy().astype(np.uint32), "pos": d["pos"]},
-            "has_gauss": d["has_gauss"],
-            "gauss": d["gauss"],
-        }
-    )
 
 
 def build_model(ckpt: dict):

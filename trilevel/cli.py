@@ -1,7 +1,7 @@
-"""`trilevel` console script: train, export, viz.
+"""`trilevel` console script: train, eval, export, viz (one entry; each part parses its own flags).
 
-Every TrainConfig field is a flag of `trilevel train` (underscores become dashes), so the
-CLI and the config cannot drift apart. Bad input ends with one `error:` line and exit 2.
+Every TrainConfig field is a flag of `trilevel train` (underscores become dashes) with its
+help text from the field, so the CLI and the config cannot drift apart. Bad input ends with one `error:` line and exit 2.
 """
 
 from __future__ import annotations
@@ -12,20 +12,8 @@ import typing
 from dataclasses import MISSING, fields
 
 from .checkpoint import CheckpointError
-from .config import PRESETS, TrainConfig
+from .config import TrainConfig, preset_defaults
 from .validate import NonFiniteLoss
-
-HELP = {
-    "model": "timm ViT name (e.g. deit_tiny_patch16_224) or preset fmnist-tiny",
-    "dataset": "fashion-mnist, synthetic, or the root of an ImageFolder tree",
-    "preset": f"set all three keep ratios as the paper does: {', '.join(PRESETS)}",
-    "token_keep": "token keep ratio R_T of each TA-Selector",
-    "attn_keep": "attention keep ratio R_A (connections kept per token)",
-    "example_keep": "fraction of the training set trained on (example level)",
-    "locations": "block indices holding a TA-Selector (default 3 6 9 for 12 blocks)",
-    "compile": "torch.compile the model",
-    "output": "run folder: logs, checkpoints, metrics.json, curves.png",
-}
 
 
 def _flag_type(f) -> tuple[type, dict]:
@@ -49,7 +37,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
             "--" + f.name.replace("_", "-"),
             dest=f.name,
             default=default,
-            help=f"{HELP.get(f.name, '')} (default: {default})".strip(),
+            help=f"{f.metadata['help']} (default: {default})",
             **kwargs,
         )
     parser.add_argument(
@@ -57,14 +45,26 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .train import run
-
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "extra"}
     cfg = TrainConfig(**values)
     if cfg.locations is not None:
         cfg.locations = tuple(cfg.locations)
-    metrics = run(cfg, stop_after=args.stop_after)
+    return cfg
+
+
+def parse_train(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The parsed flags of ``trilevel train``. A preset sets defaults; flags given on the
+    command line still win, so the flags are parsed again once the preset is known."""
+    args = parser.parse_args(argv)
+    parser.set_defaults(**preset_defaults(args.preset))
+    return parser.parse_args(argv)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import run
+
+    metrics = run(config_from_args(args), stop_after=args.stop_after)
     if metrics:
         print(summary(metrics))
     return 0
@@ -89,16 +89,18 @@ def summary(m: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trilevel", description="Tri-Level E-ViT training and export")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_train_args(sub.add_parser("train", help="train a timm ViT with the three levels"))
+    train_parser = sub.add_parser("train", help="train a timm ViT with the three levels")
+    add_train_args(train_parser)
     sub.add_parser("export", help="write the 16-bit fixed-point model package", add_help=False)
     sub.add_parser("viz", help="pictures of forgotten examples and pruned patches", add_help=False)
+    sub.add_parser("eval", help="top-1 of a checkpoint on its test set", add_help=False)
 
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("export", "viz"):
+    if argv and argv[0] in ("export", "viz", "eval"):
         return _delegate(argv[0], argv[1:])
-    args = parser.parse_args(argv)
+    parser.parse_args(argv)  # --help, a missing command or an unknown flag end here
     try:
-        return cmd_train(args)
+        return cmd_train(parse_train(train_parser, argv[1:]))
     except KeyboardInterrupt:
         print("interrupted; the run resumes from its last checkpoint", file=sys.stderr)
         return 130
@@ -124,6 +126,10 @@ def _delegate(command: str, argv: list[str]) -> int:
         from model_export.cli import main as export_main
 
         return export_main(argv)
+    if command == "eval":
+        from .eval_cli import main as eval_main
+
+        return eval_main(argv)
     from .viz import main as viz_main
 
     return viz_main(argv)

@@ -12,6 +12,7 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -120,30 +121,72 @@ class IndexedDataset(torch.utils.data.Dataset):
         return x, y, i
 
 
-def load_image_folder(root: str, img_size: int, in_chans: int, cfg) -> tuple:
-    """(train, val or None, num_classes) for an ImageNet-style tree: root/train/<class>/*, root/val/<class>/*.
+IN_MEMORY = ("fashion-mnist", "synthetic")  # any other --dataset is the root of an ImageFolder tree
 
-    Without a train/ subfolder the root itself is the training set. Training images get
-    the DeiT augmentation through timm's create_transform.
+
+class Datasets(NamedTuple):
+    """A run's data. train/test: InMemoryDataset (uint8 images) or torchvision ImageFolder
+    (transformed float tensors); test is None for an ImageFolder tree without val/."""
+
+    train: object
+    test: object
+    num_classes: int
+    in_chans: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def build_data(cfg, img_size: int | None = None, in_chans: int | None = None) -> Datasets:
+    """The datasets of a TrainConfig, in the index order the example selector uses.
+
+    An ImageFolder tree is resized to the model's input, so it needs ``img_size`` and
+    ``in_chans``; the in-memory sets keep their native size (the loader resizes on the device).
     """
-    from timm.data import create_transform
-    from torchvision.datasets import ImageFolder
+    if cfg.dataset == "fashion-mnist":
+        train, test = load_fashion_mnist(cfg.data_dir)
+    elif cfg.dataset == "synthetic":
+        train = make_synthetic(cfg.synthetic_size, seed=cfg.seed)
+        test = make_synthetic(max(cfg.synthetic_size // 4, 64), seed=cfg.seed + 1)
+    else:
+        if img_size is None or in_chans is None:
+            raise ValueError("an ImageFolder dataset needs the model's img_size and in_chans")
+        return load_image_folder(cfg.dataset, img_size, in_chans, cfg)
+    return Datasets(train, test, train.num_classes, train.images.shape[1], train.mean, train.std)
 
+
+def normalization(in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of an ImageFolder tree: ImageNet's for RGB, 0.5 otherwise."""
+    return (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((0.5,) * in_chans, (0.5,) * in_chans)
+
+
+def image_folder_dirs(root: str | Path) -> tuple[Path, Path | None]:
+    """(train folder, val folder or None) of an ImageNet-style tree: root/train/<class>/*,
+    root/val/<class>/*. Without a train/ subfolder the root itself is the training set."""
     path = Path(root)
     if not path.is_dir():
         raise DatasetError(f"dataset path {root} does not exist")
     train_dir = path / "train" if (path / "train").is_dir() else path
-    val_dir = path / "val" if (path / "val").is_dir() else None
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((0.5,) * in_chans, (0.5,) * in_chans)
+    return train_dir, path / "val" if (path / "val").is_dir() else None
+
+
+def load_image_folder(root: str, img_size: int, in_chans: int, cfg) -> Datasets:
+    """The tree's training set with DeiT's augmentation and its val/ set (or None), through
+    timm's create_transform with DeiT's bicubic interpolation."""
+    from timm.data import create_transform
+    from torchvision.datasets import ImageFolder
+
+    train_dir, val_dir = image_folder_dirs(root)
+    mean, std = normalization(in_chans)
     train_tf = create_transform(
         img_size,
         is_training=True,
         auto_augment=cfg.rand_augment or None,
         re_prob=cfg.reprob,
+        interpolation="bicubic",
         mean=mean,
         std=std,
     )
-    eval_tf = create_transform(img_size, is_training=False, mean=mean, std=std)
+    eval_tf = eval_transform(img_size, in_chans)
     loader = functools.partial(_open_image, in_chans=in_chans)
     try:
         train = ImageFolder(str(train_dir), transform=train_tf, loader=loader)
@@ -152,7 +195,15 @@ def load_image_folder(root: str, img_size: int, in_chans: int, cfg) -> tuple:
         raise DatasetError(f"{root} is not an ImageFolder tree: {e}") from e
     if val is not None:
         align_classes(train, val, val_dir)
-    return train, val, len(train.classes), mean, std
+    return Datasets(train, val, len(train.classes), in_chans, mean, std)
+
+
+def eval_transform(img_size: int, in_chans: int):
+    """DeiT's evaluation transform (bicubic resize, centre crop, normalisation) through timm."""
+    from timm.data import create_transform
+
+    mean, std = normalization(in_chans)
+    return create_transform(img_size, is_training=False, interpolation="bicubic", mean=mean, std=std)
 
 
 def align_classes(train, val, val_dir) -> None:

@@ -51,13 +51,15 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def gather_strings(value: str) -> list[str]:
+def gather_objects(value):
     """The value of every rank, in rank order (a list of one without DDP)."""
     if not dist.is_initialized():
         return [value]
-    out: list[str] = [""] * dist.get_world_size()
+    out = [None] * dist.get_world_size()
     dist.all_gather_object(out, value)
     return out
+
+
 
 
 def shard(indices: torch.Tensor, info: DistInfo) -> torch.Tensor:

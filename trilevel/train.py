@@ -1,5 +1,9 @@
 """Tri-Level training loop: the DeiT recipe through timm, the three levels, DDP via torchrun.
 
+The loop is here (Trainer.train_epoch, Trainer.fit); the rest is one concern per file:
+run_data (batches, epoch order, sharded test set), recipe (optimizer, schedules, mixup),
+evaluate, saver (last.pt, best.pt), run_metrics (metrics.json), rng, checkpoint.
+
     trilevel train --model deit_tiny_patch16_224 --dataset fashion-mnist --img-size 224 \
         --preset trilevel-0.7 --epochs 30 --compile
     torchrun --nproc_per_node=2 -m trilevel.train ...   (same flags)
@@ -11,38 +15,29 @@ epoch; the run resumes from it) and metrics.json at the end.
 from __future__ import annotations
 
 import json
-import random
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from timm.data import Mixup
-from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from . import distributed as dist_utils
-from . import models
-from .checkpoint import (
-    RESUME_FIELDS,
-    CheckpointError,
-    check_fields,
-    load_checkpoint,
-    numpy_rng_state,
-    save_checkpoint,
-    set_numpy_rng_state,
-)
+from . import models, recipe
+from .checkpoint import RESUME_FIELDS, CheckpointError, check_fields, load_checkpoint
 from .config import TrainConfig
-from .data import IndexedDataset, InMemoryDataset, load_fashion_mnist, load_image_folder, make_synthetic
-from .device_loader import DeviceLoader
-from .macs import macs_per_image, tokens_per_stage
+from .data import IN_MEMORY, build_data
+from .evaluate import evaluate
+from .macs import macs_per_image
 from .patch import patch
 from .report import write_atomic, write_curves, write_log
-from .schedule import KeepRatioSchedule, paper_warmup
+from .rng import capture, restore, seed_everything
+from .run_data import RunData
+from .run_metrics import final_metrics
+from .saver import CheckpointSaver
 from .selection import keep_count
+from .tensorboard_log import TensorBoardLog
 from .validate import (
     NonFiniteLoss,
     check_classes,
@@ -51,18 +46,6 @@ from .validate import (
     prepare_output,
     set_aside_previous_run,
 )
-
-
-def build_data(cfg: TrainConfig):
-    """(train, test, num_classes, in_chans, mean, std); train/test are InMemoryDataset or torch datasets."""
-    if cfg.dataset == "fashion-mnist":
-        train, test = load_fashion_mnist(cfg.data_dir)
-    elif cfg.dataset == "synthetic":
-        train = make_synthetic(cfg.synthetic_size, seed=cfg.seed)
-        test = make_synthetic(max(cfg.synthetic_size // 4, 64), seed=cfg.seed + 1)
-    else:
-        return None  # an ImageFolder path: built once the model's input size is known
-    return train, test, train.num_classes, train.images.shape[1], train.mean, train.std
 
 
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int):
@@ -85,30 +68,50 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int):
     return model, {"timm_name": timm_name, "kwargs": kwargs}
 
 
+def load_initial_weights(model, path: str) -> None:
+    """Fine-tuning: the weights of a trilevel checkpoint (read weights-only); a head of
+    another size is left as initialised, every other tensor must fit."""
+    weights = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    head = [k for k in weights if k.startswith("head.") and k in own and weights[k].shape != own[k].shape]
+    for k in head:
+        del weights[k]
+    try:
+        model.load_state_dict(weights, strict=not head)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"--initial-checkpoint {path} does not fit the model: {str(e).splitlines()[0]}"
+        ) from None
+
+
 class Trainer:
+    """One training run: its model, data, recipe and state. Each concern lives in its own
+    file (run_data, recipe, evaluate, saver, run_metrics); the loop is :meth:`train_epoch`
+    and :meth:`fit`."""
+
     def __init__(self, cfg: TrainConfig, info: dist_utils.DistInfo):
         self.cfg, self.info, self.device = cfg, info, info.device
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        random.seed(cfg.seed)
+        # Per-rank randomness (drop-path masks, mixup, augmentation) must differ between ranks,
+        # so the global streams are seeded with seed + rank. Draws every rank must share (the
+        # epoch order, the example subset) use their own generators seeded by cfg.seed alone.
+        seed_everything(cfg.seed + info.rank)
 
-        data = build_data(cfg)
-        if data is None:  # ImageFolder: the model decides the input size
+        if cfg.dataset in IN_MEMORY:
+            train, test, n_cls, in_chans, mean, std = build_data(cfg)
+        else:  # ImageFolder: the model decides the input size
             probe, _ = build_model(cfg, 1000, 3)
-            img = probe.patch_embed.img_size[0]
-            in_chans = probe.patch_embed.proj.in_channels
-            train, test, n_cls, mean, std = load_image_folder(cfg.dataset, img, in_chans, cfg)
-        else:
-            train, test, n_cls, in_chans, mean, std = data
+            img, chans = probe.patch_embed.img_size[0], probe.patch_embed.proj.in_channels
+            train, test, n_cls, in_chans, mean, std = build_data(cfg, img, chans)
         num_classes = check_classes(cfg.num_classes, n_cls)
         self.model, self.model_spec = build_model(cfg, num_classes, in_chans)
+        if cfg.initial_checkpoint is not None:
+            load_initial_weights(self.model, cfg.initial_checkpoint)
         self.model.to(self.device)
         self.state = self.model.trilevel
-        self.img_size = self.model.patch_embed.img_size[0]
-        self.in_chans = self.model.patch_embed.proj.in_channels
+        img_size, in_chans = self.model.patch_embed.img_size[0], self.model.patch_embed.proj.in_channels
         self.data_info = {"mean": list(mean), "std": list(std), "num_classes": num_classes}
-        self.num_train = len(train)
-        self._setup_loaders(train, test)
+        self.data = RunData(train, test, cfg, info, img_size, in_chans)
+        self.num_train = self.data.num_train
 
         global_batch = cfg.batch_size * info.world_size
         subset = keep_count(self.num_train, cfg.example_keep)
@@ -116,64 +119,16 @@ class Trainer:
             raise ValueError(
                 f"the training subset ({subset} examples) is smaller than one batch ({global_batch})"
             )
-        # The scheduler counts steps of a full-size subset; the "forgetting" ablation trains on
-        # the whole set until its update, which then only shifts the cosine slightly.
-        scheduled = self.num_train if cfg.example_method == "forgetting" else subset
-        self.steps_per_epoch = self._steps(scheduled // info.world_size)
-        lr = self.peak_lr = cfg.lr if cfg.lr is not None else 5e-4 * global_batch / 512
-        fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel, not one per tensor
-        self.optimizer = create_optimizer_v2(
-            self.model, "adamw", lr=lr, weight_decay=cfg.weight_decay, **fused
+        self.selector = self._build_selector()
+        self.peak_lr = recipe.peak_lr(cfg, global_batch)
+        steps = [self.data.steps(self._epoch_size(e) // info.world_size) for e in range(cfg.epochs)]
+        self.optimizer, self.scheduler = recipe.optimizer_and_schedule(
+            self.model, cfg, self.peak_lr, steps, self.device
         )
-        self.scheduler, _ = create_scheduler_v2(
-            self.optimizer,
-            "cosine",
-            num_epochs=cfg.epochs,
-            warmup_epochs=cfg.warmup_epochs,
-            min_lr=cfg.min_lr,
-            warmup_lr=1e-6,
-            step_on_epochs=False,
-            updates_per_epoch=self.steps_per_epoch,
-        )
-        mix = cfg.mixup > 0 or cfg.cutmix > 0
-        self.mixup = (
-            Mixup(
-                mixup_alpha=cfg.mixup,
-                cutmix_alpha=cfg.cutmix,
-                label_smoothing=cfg.smoothing,
-                num_classes=self.data_info["num_classes"],
-            )
-            if mix
-            else None
-        )
-        self.criterion = SoftTargetCrossEntropy() if mix else LabelSmoothingCrossEntropy(cfg.smoothing)
-
-        start, end = paper_warmup(cfg.epochs)
-        start = cfg.warmup_start if cfg.warmup_start is not None else start
-        end = cfg.warmup_end if cfg.warmup_end is not None else end
-        levels = cfg.ratio_levels if cfg.ratio_levels is not None else (3 if cfg.compile else 0)
-        self.token_schedule = KeepRatioSchedule(cfg.token_keep, start, end, levels)
-        self.attn_schedule = KeepRatioSchedule(cfg.attn_keep, start, end, levels)
-
-        self.selector = None
-        if self.state.stat_layer is not None:
-            from .example_selector import ExampleSelector
-
-            updates = ExampleSelector.schedule(
-                cfg.epochs,
-                cfg.example_keep,
-                cfg.example_updates,
-                cfg.example_first_update,
-                cfg.example_update_every,
-            )
-            self.selector = ExampleSelector(
-                self.num_train,
-                cfg.example_keep,
-                updates,
-                method=cfg.example_method,
-                seed=cfg.seed,
-                device=self.device,
-            )
+        self.mixup, self.criterion = recipe.mixup_and_loss(cfg, num_classes)
+        self.token_schedule, self.attn_schedule = recipe.keep_ratio_schedules(cfg)
+        # timm's EMA of the weights (the paper's code keeps one); evaluated and saved beside the model.
+        self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay) if cfg.model_ema else None
 
         self.net = self.model
         if info.world_size > 1:
@@ -194,60 +149,37 @@ class Trainer:
         self._macs_cache: dict[tuple[float, float], int] = {}
         self._graph_keys: set[tuple[float, float]] = set()  # keep ratios compiled in this process
 
-    # ----------------------------------------------------------------- data
-    def _setup_loaders(self, train, test) -> None:
+    def _build_selector(self):
+        if self.state.stat_layer is None:
+            return None
+        from .example_selector import ExampleSelector
+
         cfg = self.cfg
-        self.in_memory = isinstance(train, InMemoryDataset)
-        if self.in_memory:
-            dev = self.device if cfg.data_on_device else torch.device("cpu")
-            self.train_loader = DeviceLoader(
-                train, cfg.batch_size, self.img_size, self.in_chans, dev, train=True
-            )
-            self.test_loader = DeviceLoader(test, 512, self.img_size, self.in_chans, dev, train=False)
-            self.test_size = len(test)
-        else:
-            self.train_set = IndexedDataset(train)
-            self.test_set = test
-            self.test_size = len(test) if test is not None else 0
-
-    def _epoch_indices(self, epoch: int) -> torch.Tensor:
-        if self.selector is not None:
-            order = self.selector.epoch_indices(epoch)
-        else:  # same seeded order on every rank
-            order = torch.randperm(
-                self.num_train, generator=torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
-            )
-        return dist_utils.shard(order, self.info)
-
-    def _steps(self, n_indices: int) -> int:
-        steps = n_indices // self.cfg.batch_size
-        return min(steps, self.cfg.max_steps_per_epoch or steps)
-
-    def _train_batches(self, indices: torch.Tensor):
-        if self.in_memory:  # on the device already, unless --no-data-on-device
-            for batch in self.train_loader.batches(indices, drop_last=True):
-                yield tuple(t.to(self.device, non_blocking=True) for t in batch)
-            return
-        loader = torch.utils.data.DataLoader(
-            self.train_set,
-            batch_size=self.cfg.batch_size,
-            sampler=indices.tolist(),
-            drop_last=True,
-            num_workers=self.cfg.workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
+        updates = ExampleSelector.schedule(
+            cfg.epochs,
+            cfg.example_keep,
+            cfg.example_updates,
+            cfg.example_first_update,
+            cfg.example_update_every,
         )
-        for x, y, idx in loader:
-            yield tuple(t.to(self.device, non_blocking=True) for t in (x, y, idx))
+        return ExampleSelector(
+            self.num_train,
+            cfg.example_keep,
+            updates,
+            method=cfg.example_method,
+            seed=cfg.seed,
+            device=self.device,
+        )
 
-    def _test_batches(self):
-        if self.in_memory:
-            for x, y, _ in self.test_loader.batches(torch.arange(self.test_size), drop_last=False):
-                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            return
-        loader = torch.utils.data.DataLoader(self.test_set, batch_size=256, num_workers=self.cfg.workers)
-        for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+    def _epoch_size(self, epoch: int) -> int:
+        """Examples trained on in ``epoch``: the whole set, the subset, or (two-phase ablation)
+        the whole set before the first update and the subset after it."""
+        sel = self.selector
+        if sel is None:
+            return self.num_train
+        if sel.method == "forgetting" and sel.update_epochs and sel.subset_size < self.num_train:
+            return self.num_train if epoch < sel.update_epochs[0] else sel.subset_size
+        return sel.subset_size
 
     # ----------------------------------------------------------------- loop
     def set_ratios(self, epoch_f: float) -> None:
@@ -262,8 +194,8 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict:
         self.net.train()
-        indices = self._epoch_indices(epoch)
-        steps = self._steps(len(indices))
+        indices = self.data.epoch_indices(epoch, self.selector)
+        steps = self.data.steps(len(indices))
         loss_sum = torch.zeros((), device=self.device)
         macs_sum = 0
         bar = tqdm(
@@ -276,7 +208,7 @@ class Trainer:
         self._sync()
         t0 = time.perf_counter()
         compile_time, compile_steps, warm_left = 0.0, 0, 0
-        for i, (x, y, idx) in enumerate(_closing_bar(self._train_batches(indices), bar)):
+        for i, (x, y, idx) in enumerate(_closing_bar(self.data.train_batches(indices), bar)):
             if i == steps:
                 break
             self.set_ratios(epoch + i / steps)
@@ -298,9 +230,13 @@ class Trainer:
                 loss = self.criterion(logits, target)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.cfg.clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
             self.optimizer.step()
             self.step += 1
             self.scheduler.step_update(self.step)
+            if self.ema is not None:
+                self.ema.update(self.model, step=self.step)
             loss_sum += loss.detach()
             if (i + 1) % _FINITE_CHECK_EVERY == 0 or i + 1 == steps:  # before any checkpoint
                 try:
@@ -308,7 +244,7 @@ class Trainer:
                 except NonFiniteLoss:
                     bar.close()  # so the error is the last thing on the line
                     raise
-            if self.selector is not None:
+            if self.selector is not None and self.selector.needs_stats:
                 # Correct means the dominant label of the (mixed) image the model was shown.
                 dominant = target.argmax(-1) if target.ndim == 2 else target
                 self.selector.record(idx, logits.detach().argmax(-1) == dominant, self.state.last_attn_var)
@@ -340,26 +276,17 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    @torch.no_grad()
-    def evaluate(self) -> float | None:
-        """Top-1 on the test split at the final keep ratios (as the paper evaluates).
-
-        Runs the eager model: a compiled one would add a graph per evaluation ratio.
-        """
-        if self.test_size == 0:
-            return None
-        self.net.eval()
-        saved = self.state.token_keep, self.state.attn_keep
-        self.state.token_keep, self.state.attn_keep = self.cfg.token_keep, self.cfg.attn_keep
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for x, y in self._test_batches():
-            with torch.autocast(**self.autocast):
-                correct += (self.model(x).argmax(-1) == y).sum()
-        self.state.token_keep, self.state.attn_keep = saved
-        return 100.0 * float(correct) / self.test_size
+    def evaluate(self, model=None) -> float | None:
+        """Top-1 of ``model`` (default: the trained one) at the run's final keep ratios."""
+        keep = (self.cfg.token_keep, self.cfg.attn_keep)
+        return evaluate(
+            model or self.model, self.data.test_batches(), self.data.test_size, keep, self.autocast
+        )
 
     # ----------------------------------------------------------------- state
     def checkpoint_state(self) -> dict:
+        """What last.pt holds; a collective under DDP (every rank's random state is gathered)."""
+        rng_by_rank = dist_utils.gather_objects(capture())
         return {
             "config": self.cfg.to_dict(),
             "model_spec": self.model_spec,
@@ -371,6 +298,7 @@ class Trainer:
                 "stat_layer": self.state.stat_layer,
             },
             "model": self.model.state_dict(),
+            "model_ema": self.ema.module.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
@@ -378,12 +306,8 @@ class Trainer:
             "wall_time_s": self.wall_offset,
             "history": self.history,
             "example_selector": self.selector.state_dict() if self.selector is not None else None,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": numpy_rng_state(),
-                "python": random.getstate(),
-            },
+            "rng": rng_by_rank[0],
+            "rng_by_rank": rng_by_rank,
         }
 
     def resume(self, path: Path) -> None:
@@ -398,16 +322,15 @@ class Trainer:
             )
         try:
             self.model.load_state_dict(ckpt["model"])
+            if self.ema is not None:
+                self.ema.module.load_state_dict(ckpt["model_ema"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
             if self.selector is not None:
                 self.selector.load_state_dict(ckpt["example_selector"])
-            rng = ckpt["rng"]
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-            set_numpy_rng_state(rng["numpy"])
-            random.setstate(rng["python"])
+            by_rank = ckpt.get("rng_by_rank") or [ckpt["rng"]]
+            if self.info.rank < len(by_rank):  # each rank continues its own stream
+                restore(by_rank[self.info.rank])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
             raise CheckpointError(f"{path} cannot be resumed ({type(e).__name__}: {e})"[:300]) from None
         self.epoch, self.step = ckpt["epoch"], ckpt["step"]
@@ -416,7 +339,8 @@ class Trainer:
     # ----------------------------------------------------------------- run
     def fit(self, stop_after: int | None = None) -> dict:
         out = Path(self.cfg.output)
-        last = out / "last.pt"
+        saver = CheckpointSaver(out)
+        last = saver.last
         if self.cfg.resume and last.exists():
             self.resume(last)
             if self.info.is_main:
@@ -424,26 +348,38 @@ class Trainer:
         elif self.info.is_main and (aside := set_aside_previous_run(out)) is not None:
             print(f"starting afresh: the earlier run's files in {out} were moved to {aside}", file=sys.stderr)
         t_start = time.perf_counter() - self.wall_offset
+        tensorboard = TensorBoardLog(out) if self.info.is_main else None
+        try:
+            return self._epochs(out, saver, t_start, tensorboard, stop_after)
+        finally:
+            if tensorboard is not None:
+                tensorboard.close()
+
+    def _epochs(self, out: Path, saver: CheckpointSaver, t_start: float, tensorboard, stop_after) -> dict:
         while self.epoch < self.cfg.epochs:
             epoch = self.epoch
             row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
             row["lr"] = self.optimizer.param_groups[0]["lr"]
             if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
                 row["top1"] = self.evaluate()
+                if self.ema is not None:
+                    row["top1_ema"] = self.evaluate(self.ema.module)
             if self.selector is not None:
                 update = self.selector.end_epoch(epoch)
                 # Every rank's hashes, so the log shows that all ranks hold the same subset.
-                row["subset_hash"] = dist_utils.gather_strings(self.selector.subset_hash())
-                row["stats_hash"] = dist_utils.gather_strings(self.selector.stats_hash())
+                row["subset_hash"] = dist_utils.gather_objects(self.selector.subset_hash())
+                row["stats_hash"] = dist_utils.gather_objects(self.selector.stats_hash())
                 if update:
                     row["example_update"] = update
             self.epoch = epoch + 1
             self.wall_offset = time.perf_counter() - t_start
             row["wall_time_s"] = self.wall_offset
             self.history.append(row)
+            state = self.checkpoint_state()
             if self.info.is_main:
-                save_checkpoint(last, self.checkpoint_state())
+                saver.save(state, self.history)
                 write_log(out, self.history)
+                tensorboard.log(row)
                 print(_format_row(row), file=sys.stderr)
             dist_utils.barrier()
             if stop_after is not None and self.epoch >= stop_after and self.epoch < self.cfg.epochs:
@@ -455,45 +391,16 @@ class Trainer:
         return metrics
 
     def final_metrics(self) -> dict:
-        self.state.token_keep, self.state.attn_keep = self.cfg.token_keep, self.cfg.attn_keep
-        inference_macs = macs_per_image(self.model)
-        self.state.token_keep = self.state.attn_keep = 1.0
-        dense_macs = macs_per_image(self.model)
-        self.state.token_keep, self.state.attn_keep = self.cfg.token_keep, self.cfg.attn_keep
-        train_images = sum(r["images"] for r in self.history)
-        train_time = sum(r["train_time_s"] for r in self.history)
-        compile_time = sum(r.get("compile_time_s", 0.0) for r in self.history)
-        steady_images = train_images - sum(r.get("compile_images", 0) for r in self.history)
-        train_macs = sum(r["macs_per_image"] * r["images"] for r in self.history)
-        dense_train_macs = dense_macs * self.num_train * self.cfg.epochs  # full data, every epoch
-        tops = [r["top1"] for r in self.history if r.get("top1") is not None]
-        return {
-            "model": self.model_spec["timm_name"],
-            "dataset": self.cfg.dataset,
-            "epochs": self.cfg.epochs,
-            "world_size": self.info.world_size,
-            "batch_size": self.cfg.batch_size,
-            "compiled": self.cfg.compile,
-            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
-            "top1": tops[-1] if tops else None,
-            "best_top1": max(tops) if tops else None,
-            "wall_time_s": self.wall_offset,
-            "train_time_s": train_time,
-            "img_per_s": train_images / train_time,
-            # Steps that compiled a graph (and warmed its CUDA graph) excluded; 0 if not compiled.
-            "compile_time_s": compile_time,
-            "steady_img_per_s": steady_images / max(train_time - compile_time, 1e-9),
-            "token_keep": self.cfg.token_keep,
-            "attn_keep": self.cfg.attn_keep,
-            "example_keep": self.cfg.example_keep,
-            "locations": list(self.state.locations),
-            "tokens_per_stage": tokens_per_stage(self.model),
-            "macs_per_image": inference_macs,
-            "dense_macs_per_image": dense_macs,
-            "macs_saving": 1.0 - inference_macs / dense_macs,
-            "train_macs_total": train_macs,
-            "train_macs_saving": 1.0 - train_macs / dense_train_macs,
-        }
+        dense_images = self.data.steps(self.num_train // self.info.world_size) * self.cfg.batch_size
+        return final_metrics(
+            self.model,
+            self.cfg,
+            self.history,
+            model_name=self.model_spec["timm_name"],
+            world_size=self.info.world_size,
+            dense_images_per_epoch=dense_images * self.info.world_size,
+            wall_time_s=self.wall_offset,
+        )
 
 
 # Steps timed apart after a graph is first used: compilation, CUDA-graph warm-up, recording.
@@ -502,8 +409,17 @@ _WARM_STEPS = 3
 # Steps between checks for a NaN/inf loss (each check waits for the device).
 _FINITE_CHECK_EVERY = 16
 
-# Settings that may differ between a run and its resumption.
-_RESUMABLE_CHANGES = {"resume", "output", "workers", "data_dir", "compile", "compile_mode", "eval_every"}
+# Settings that may differ between a run and its resumption. Not --compile: it chooses
+# between the exact cosine and the staircase warm-up of the keep ratios.
+_RESUMABLE_CHANGES = {
+    "resume",
+    "output",
+    "workers",
+    "data_dir",
+    "compile_mode",
+    "eval_every",
+    "initial_checkpoint",
+}
 
 
 def _closing_bar(batches, bar):
@@ -527,7 +443,6 @@ def _format_row(row: dict) -> str:
 
 
 def run(cfg: TrainConfig, stop_after: int | None = None) -> dict:
-    cfg.apply_preset()
     cfg.validate()
     prepare_output(cfg.output)
     info = dist_utils.setup()
@@ -537,11 +452,7 @@ def run(cfg: TrainConfig, stop_after: int | None = None) -> dict:
         dist_utils.teardown()
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .cli import main as cli_main
+if __name__ == "__main__":  # torchrun -m trilevel.train: the flags of `trilevel train`
+    from trilevel.cli import main
 
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -17,7 +17,7 @@ import torch
 from . import distributed as dist_utils
 
 # Files of a run folder (trilevel.train writes them); --no-resume sets them aside.
-RUN_FILES = ("last.pt", "log.csv", "log.json", "curves.png", "metrics.json")
+RUN_FILES = ("last.pt", "best.pt", "log.csv", "log.json", "curves.png", "metrics.json", "tensorboard")
 
 
 class NonFiniteLoss(RuntimeError):

@@ -24,7 +24,15 @@ import torch
 
 from .checkpoint import CheckpointError, load_model
 from .config import TrainConfig
-from .data import IMAGENET_MEAN, IMAGENET_STD, DatasetError, InMemoryDataset, align_classes
+from .data import (
+    IN_MEMORY,
+    DatasetError,
+    InMemoryDataset,
+    align_classes,
+    build_data,
+    image_folder_dirs,
+    normalization,
+)
 from .device_loader import DeviceLoader
 from .example_selector import ExampleSelector
 
@@ -194,11 +202,8 @@ class _Data:
     def __init__(self, cfg: TrainConfig, img_size: int, in_chans: int):
         self.cfg, self.img_size, self.in_chans = cfg, img_size, in_chans
         self.classes: list[str] | None = None
-        from .train import build_data  # the training run's own datasets, in its index order
-
-        built = build_data(cfg)
-        if built is not None:
-            self.train, self.test = built[:2]
+        if cfg.dataset in IN_MEMORY:  # the training run's own datasets, in its index order
+            self.train, self.test = build_data(cfg)[:2]
             if cfg.dataset == "fashion-mnist":
                 self.classes = list(FASHION_MNIST_CLASSES)
         else:
@@ -218,17 +223,14 @@ class _Data:
         labels = torch.tensor([ds.samples[i][1] for i in idx.tolist()], dtype=torch.int64)
         if images is None:
             images = torch.zeros(0, self.in_chans, self.img_size, self.img_size, dtype=torch.uint8)
-        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if self.in_chans == 3 else ((0.5,), (0.5,))
+        mean, std = normalization(self.in_chans)
         return InMemoryDataset(images, labels, len(ds.classes), mean, std)
 
     def _image_folder(self, root: str):
         from torchvision.datasets import ImageFolder
 
-        path = Path(root)
-        if not path.is_dir():
-            raise DatasetError(f"dataset path {root} does not exist")
-        train_dir = path / "train" if (path / "train").is_dir() else path
-        val_dir = path / "val" if (path / "val").is_dir() else train_dir
+        train_dir, val_dir = image_folder_dirs(root)
+        val_dir = val_dir or train_dir  # no val/: the pictures show training images
         try:
             train, test = ImageFolder(str(train_dir)), ImageFolder(str(val_dir))
         except (FileNotFoundError, RuntimeError) as e:
