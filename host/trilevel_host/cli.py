@@ -3,6 +3,7 @@
     trilevel-host infer --package P --backend csim|board [--bitstream bitstreams/NAME.bit]
                         [--data fashion-mnist|DIR] [--limit N] [--output result.json]
     trilevel-host compare [--measured RESULT.json ...]   (the paper's Table 3: compare.py)
+    trilevel-host train --package P --steps N --lr X --output P2 [...]   (train_cli.py)
 
 Streams test images one at a time through the engine, runs the numpy reference (the oracle)
 on the same quantised images, and reports accuracy, top-1 agreement with the oracle, and
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import compare, load_package
+from . import compare, load_package, train_cli
 from .data import DatasetError, load_idx_split, quantize_images
 from .device.base import EngineError, EngineTimeout
 from .package import PackageError
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     inf.add_argument("--output", help="JSON result file")
     compare.add_parser(sub)
+    train_cli.add_parser(sub)
     return p
 
 
@@ -192,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     from .device.board import BoardError
     from .device.csim import CSimError
 
+    if args.command == "train":
+        return train_cli.run(args)
     if args.command == "compare":
         try:
             return compare.run(args)
