@@ -28,15 +28,24 @@ fashion-mnist:
 	  (command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null) || \
 	  { echo "error: Fashion-MNIST not found in $(FMNIST_DIR); install dataset-fashion-mnist" >&2; exit 1; }
 
-# Main job: train a small Tri-Level ViT on Fashion-MNIST, export its fixed-point package and
-# check the bit-accurate reference against the float model on 2,000 test images.
-demo: venv fashion-mnist
+# Main job: train a small Tri-Level ViT on Fashion-MNIST, export its fixed-point package, check
+# the bit-accurate reference against the float model, run the package through the engine's C-sim
+# (inference, then a short per-sample training run on the device) and print the latency table
+# (engine figures from the cycle model, labelled estimated; GPU figures measured).
+DEMO_IMAGES ?= 300
+DEMO_STEPS ?= 100
+demo: venv fashion-mnist csim
 	$(PY) -m trilevel.cli train --model fmnist-tiny --dataset fashion-mnist --epochs 4 \
 	  --token-keep 0.7 --attn-keep 0.5 --example-keep 0.8 --example-updates 2 \
 	  --batch-size 128 --lr 2e-3 --mixup 0 --cutmix 0 --drop-path 0 --output $(DEMO_OUT)
 	$(PY) -m trilevel.cli export --checkpoint $(DEMO_OUT)/last.pt --output $(DEMO_OUT)/package
 	$(PY) bench/fixed_point_agreement.py --checkpoint $(DEMO_OUT)/last.pt --package $(DEMO_OUT)/package \
 	  --images 2000 --output $(DEMO_OUT)/fixed_point_agreement.json
+	$(PY) -m trilevel_host.cli infer --package $(DEMO_OUT)/package --backend csim --limit $(DEMO_IMAGES) \
+	  --output $(DEMO_OUT)/engine_infer.json
+	$(PY) -m trilevel_host.cli train --package $(DEMO_OUT)/package --backend csim --steps $(DEMO_STEPS) \
+	  --lr 3e-4 --eval $(DEMO_IMAGES) --output $(DEMO_OUT)/package_engine_trained
+	$(PY) -m trilevel_host.cli compare --output-dir $(DEMO_OUT)/compare
 
 test: venv fashion-mnist
 	$(PY) -m pytest -q

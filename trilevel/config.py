@@ -68,7 +68,9 @@ class TrainConfig:
         "rand-m9-mstd0.5-inc1", "timm RandAugment policy, ImageFolder only (docs/training.md)"
     )
     reprob: float = opt(0.25, "random erasing probability (ImageFolder only)")
-    model_ema: bool = opt(False, "keep timm's ModelEmaV3 of the weights; evaluated and saved beside the model")
+    model_ema: bool = opt(
+        False, "keep timm's ModelEmaV3 of the weights; evaluated and saved beside the model"
+    )
     model_ema_decay: float = opt(0.9998, "EMA decay per step")
     clip_grad: float | None = opt(None, "clip the gradient norm to this value (default: no clipping)")
     initial_checkpoint: str | None = opt(

@@ -60,8 +60,6 @@ def gather_objects(value):
     return out
 
 
-
-
 def shard(indices: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """This rank's share of an epoch's index order; every rank gets the same count."""
     per_rank = len(indices) // info.world_size

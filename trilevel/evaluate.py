@@ -11,7 +11,11 @@ from . import distributed as dist_utils
 
 @torch.no_grad()
 def evaluate(
-    model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], test_size: int, keep: tuple[float, float], autocast: dict
+    model,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    test_size: int,
+    keep: tuple[float, float],
+    autocast: dict,
 ) -> float | None:
     """Top-1 (%) of ``model`` at keep ratios ``keep`` (token, attention): the run's final ratios,
     as the paper evaluates. ``batches``: this rank's (x (B, C, S, S), y (B,)); the correct

@@ -36,7 +36,10 @@ def mixup_and_loss(cfg: TrainConfig, num_classes: int) -> tuple[Mixup | None, to
     """timm's Mixup/CutMix (None when both are off) and the matching loss."""
     if cfg.mixup > 0 or cfg.cutmix > 0:
         mixup = Mixup(
-            mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.smoothing, num_classes=num_classes
+            mixup_alpha=cfg.mixup,
+            cutmix_alpha=cfg.cutmix,
+            label_smoothing=cfg.smoothing,
+            num_classes=num_classes,
         )
         return mixup, SoftTargetCrossEntropy()
     return None, LabelSmoothingCrossEntropy(cfg.smoothing)
@@ -49,4 +52,6 @@ def keep_ratio_schedules(cfg: TrainConfig) -> tuple[KeepRatioSchedule, KeepRatio
     start = cfg.warmup_start if cfg.warmup_start is not None else start
     end = cfg.warmup_end if cfg.warmup_end is not None else end
     levels = cfg.ratio_levels if cfg.ratio_levels is not None else (3 if cfg.compile else 0)
-    return KeepRatioSchedule(cfg.token_keep, start, end, levels), KeepRatioSchedule(cfg.attn_keep, start, end, levels)
+    return KeepRatioSchedule(cfg.token_keep, start, end, levels), KeepRatioSchedule(
+        cfg.attn_keep, start, end, levels
+    )

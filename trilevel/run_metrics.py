@@ -9,8 +9,14 @@ from .macs import macs_per_image, tokens_per_stage
 
 
 def final_metrics(
-    model, cfg: TrainConfig, history: list[dict], *, model_name: str, world_size: int,
-    dense_images_per_epoch: int, wall_time_s: float,
+    model,
+    cfg: TrainConfig,
+    history: list[dict],
+    *,
+    model_name: str,
+    world_size: int,
+    dense_images_per_epoch: int,
+    wall_time_s: float,
 ) -> dict:
     """The run's summary. ``model``: the patched model (left at the final keep ratios);
     ``dense_images_per_epoch``: images a dense run of the same recipe trains per epoch on the
@@ -58,5 +64,3 @@ def final_metrics(
         "train_macs_total": train_macs,
         "train_macs_saving": 1.0 - train_macs / dense_train_macs,
     }
-
-
