@@ -74,8 +74,10 @@ void trilevel_engine(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, ap_
 #pragma HLS INTERFACE s_axilite port = status bundle = control
 #pragma HLS INTERFACE s_axilite port = err_tag bundle = control
 #pragma HLS INTERFACE s_axilite port = return bundle = control
-    // One multiplier array for every matmul of every op (mac_array.h).
+    // One multiplier array for every matmul of every op, and one set of matrix-core lane
+    // adders (mac_array.h).
 #pragma HLS ALLOCATION function instances = mac_products limit = 1
+#pragma HLS ALLOCATION function instances = mc_accumulate limit = 1
     // The tables stay on chip between starts: a package loads them once (OP_LOAD_LUT).
     static Luts luts;
     err_tag = 0;

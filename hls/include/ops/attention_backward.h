@@ -23,7 +23,9 @@
 #define TRILEVEL_OPS_ATTENTION_BACKWARD_H
 
 #include "../desc.h"
+#include "../mac_array.h"
 #include "../memory.h"
+#include "attention.h"
 #include "grad_format.h"
 
 /// log4(d) for d a power of 4 (the attention scale 1/sqrt(d) = 2^-log4(d)), else -1.
@@ -31,6 +33,29 @@ inline int log4_exact(int d) {
     if (d < 1 || (d & (d - 1)) != 0) return -1;
     const int e = leading_one(d);
     return (e & 1) ? -1 : e / 2;
+}
+
+static_assert(3 * CFG_MAX_DIM <= MAC_LANES, "dS k, dS^T q and p^T dO map onto the multiplier array");
+
+/// dP of one key for every head: dp[h] = sum over head h's channels of dout[c] v[c], through
+/// the engine's one multiplier array (C lanes) and the forward's per-head adder tree. Exact:
+/// D products below 2^30 each.
+inline void atb_dp_heads(const q16_t dout[CFG_MAX_DIM], const q16_t v[CFG_MAX_DIM], int C, int log4d,
+                         acc_t dp[CFG_MAX_HEADS]) {
+#pragma HLS INLINE
+    q16_t a[MAC_LANES], b[MAC_LANES];
+    prod_t prod[MAC_LANES];
+ATB_DP_OPERANDS:
+    for (int l = 0; l < MAC_LANES; l++) {
+        a[l] = l < C ? dout[l] : q16_t(0);
+        b[l] = l < C ? v[l] : q16_t(0);
+    }
+    mac_products(a, b, prod);  // the engine's one multiplier array (mac_array.h)
+    acc_t tree[ATTN_TREE_LEVELS + 1][CFG_MAX_DIM];
+#pragma HLS ARRAY_PARTITION variable = tree complete dim = 0
+ATB_DP_PRODUCT:
+    for (int c = 0; c < CFG_MAX_DIM; c++) tree[0][c] = prod[c];
+    attn_head_sums(tree, C, log4d, dp);
 }
 
 /// OP_ATTENTION_BWD.
@@ -161,18 +186,16 @@ ATB_PASS:
             load_i16<CFG_MAX_DIM>(mem, d.u(DW_X) + ap_uint<32>(i) * d.u(DW_XS) * 2, C, dout);
             if (pass == 0) {
                 SIM_LOOP(CNT_ATB_DP_MAX, M);
-            ATB_DP_MAX:  // one key per cycle (all M keys, see above): C products, H adder
-                         // trees of D, a comparator tree over the heads and one carried
-                         // compare-select: II=1
+            ATB_DP_MAX:  // one key per cycle (all M keys, see above): C products on the
+                         // multiplier array, H adder trees of D, a comparator tree over the
+                         // heads and one carried compare-select: II=1
                 for (int j = 0; j < M; j++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
-                    for (int h = 0; h < CFG_MAX_HEADS; h++) {
-                        wide_t dp = 0;
-                        for (int e = 0; e < CFG_MAX_HEAD_DIM; e++)
-                            if (h < H && e < D) dp += wide_t(dout[h * D + e]) * vb[j][h * D + e];
-                        if (h < H) mx_p = max_abs(mx_p, dp);
-                    }
+                    acc_t dp[CFG_MAX_HEADS];
+                    atb_dp_heads(dout, vb[j], C, sc, dp);
+                    for (int h = 0; h < CFG_MAX_HEADS; h++)
+                        if (h < H) mx_p = max_abs(mx_p, dp[h]);
                 }
                 continue;
             }
@@ -187,18 +210,18 @@ ATB_PASS:
             }
             for (int h = 0; h < CFG_MAX_HEADS; h++) rowdot[h] = 0;
             SIM_LOOP(pass < 3 ? CNT_ATB_DP_MAXP : CNT_ATB_DP, L);
-        ATB_DP:  // one listed key per cycle: dP for every head (C products, H adder trees),
-                 // requantised, and H carried 64-bit rowdot sums (one adder each): II=1
+        ATB_DP:  // one listed key per cycle: dP for every head (C products on the multiplier
+                 // array, H adder trees), requantised, and H carried 64-bit rowdot sums (one
+                 // 16x16 multiplier and one adder per head): II=1
             for (int jj = 0; jj < L; jj++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
                 const int j = dense_row || jj < pre ? jj : pre + int(lst[jj - pre]);
+                acc_t dp[CFG_MAX_HEADS];
+                atb_dp_heads(dout, vb[j], C, sc, dp);
                 for (int h = 0; h < CFG_MAX_HEADS; h++) {
-                    wide_t dp = 0;
-                    for (int e = 0; e < CFG_MAX_HEAD_DIM; e++)
-                        if (h < H && e < D) dp += wide_t(dout[h * D + e]) * vb[j][h * D + e];
                     if (h < H) {
-                        dpq[h][jj] = sat16(rshift_round(dp, sh_p));
+                        dpq[h][jj] = sat16(rshift_round(dp[h], sh_p));
                         rowdot[h] += wide_t(dpq[h][jj]) * p[h][jj];
                     }
                 }
@@ -223,14 +246,31 @@ ATB_PASS:
                     dsq[h] = sat16(rshift_round(ds, sh_s));
                 }
                 if (pass >= 2) {
-                    for (int h = 0; h < CFG_MAX_HEADS; h++)
-                        for (int e = 0; e < CFG_MAX_HEAD_DIM; e++)
-                            if (h < H && e < D) {
-                                const int c = h * D + e;
-                                dq[c] += dsq[h] * kb[j][c];
-                                dk[j][c] += dsq[h] * qb[i][c];
-                                dv[j][c] += p[h][jj] * dout[c];
-                            }
+                    // 3 C products on the multiplier array: lanes [0, C) dS k, [C_MAX, C_MAX + C)
+                    // dS^T q, [2 C_MAX, 2 C_MAX + C) p^T dO; channel c takes its head's dS and p
+                    q16_t a[MAC_LANES], b[MAC_LANES];
+                    prod_t prod[MAC_LANES];
+                    for (int l = 0; l < MAC_LANES; l++) {
+                        a[l] = 0;
+                        b[l] = 0;
+                    }
+                    for (int c = 0; c < CFG_MAX_DIM; c++)
+                        if (c < C) {
+                            const int h = c >> (2 * sc);
+                            a[c] = dsq[h];
+                            b[c] = kb[j][c];
+                            a[CFG_MAX_DIM + c] = dsq[h];
+                            b[CFG_MAX_DIM + c] = qb[i][c];
+                            a[2 * CFG_MAX_DIM + c] = p[h][jj];
+                            b[2 * CFG_MAX_DIM + c] = dout[c];
+                        }
+                    mac_products(a, b, prod);  // the engine's one multiplier array (mac_array.h)
+                    for (int c = 0; c < CFG_MAX_DIM; c++)
+                        if (c < C) {
+                            dq[c] += prod[c];
+                            dk[j][c] += prod[CFG_MAX_DIM + c];
+                            dv[j][c] += prod[2 * CFG_MAX_DIM + c];
+                        }
                 }
             }
             if (pass == 2) {

@@ -42,29 +42,19 @@ inline q16_t beat_lane(const word_t& w, int lane) {
 /// xb:     X beats, bank i holds tile row i; this tile's rows start at beat x_word0 of each bank.
 /// wb:     W beats of the current column tile, bank j holds output feature j (int16 at fw).
 /// acc:    (MC_ROWS, MC_COLS) exact sums at fx + fw (|acc| < K 2^30 < 2^41: never saturates).
-/// The products come from mac_products (mac_array.h), the engine's one multiplier array,
-/// which the attention engine and the backward's matmuls share; the accumulators are this
-/// tile's registers. (The DSP48E2's own P-register accumulation is given up for the sharing:
-/// the 48-bit adders sit in fabric.)
+/// The products and their accumulation come from mc_accumulate (mac_array.h): the engine's
+/// one multiplier array and its one set of 48-bit lane adders, which the attention engine and
+/// the backward's matmuls share. (The DSP48E2's own P-register accumulation is given up for
+/// the sharing: the 48-bit adders sit in fabric.)
 inline void mc_tile(const lin_xbuf_t xb, int x_word0, const lin_wbuf_t wb, int k_len,
                     acc_t acc[CFG_MC_ROWS][CFG_MC_COLS]) {
 #pragma HLS INLINE off
 #pragma HLS ARRAY_PARTITION variable = xb complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = wb complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 0
-MC_ZERO:
-    for (int i = 0; i < CFG_MC_ROWS; i++) {
-#pragma HLS UNROLL
-    MC_ZERO_COLS:
-        for (int j = 0; j < CFG_MC_COLS; j++) {
-#pragma HLS UNROLL
-            acc[i][j] = 0;
-        }
-    }
     // II=1: per cycle each of the MC_ROWS X banks and MC_COLS W banks (complete partition on
-    // dim 1) is read once (one beat; the lane is picked by a mux on k % 8); acc is completely
-    // partitioned into registers, and acc[i][j] += x w is a 1-cycle loop-carried dependence
-    // on its own register (one 48-bit add), so nothing stalls.
+    // dim 1) is read once (one beat; the lane is picked by a mux on k % 8); mc_accumulate is
+    // itself II=1 (its accumulators depend only on themselves one step earlier).
     // One iteration: one k step of every MAC in the tile.
     SIM_LOOP(CNT_LIN_MAC, k_len);
 MC_K:
@@ -79,22 +69,7 @@ MC_K:
         for (int i = 0; i < CFG_MC_ROWS; i++) xv[i] = beat_lane(xb[i][x_word0 + word], lane);
     MC_READ_W:
         for (int j = 0; j < CFG_MC_COLS; j++) wv[j] = beat_lane(wb[j][word], lane);
-        // The array sees the outer product: lane (i, j) multiplies x row i by weight column j.
-        q16_t a[MAC_LANES], b[MAC_LANES];
-        prod_t prod[MAC_LANES];
-    MC_OPERANDS:
-        for (int i = 0; i < CFG_MC_ROWS; i++) {
-            for (int j = 0; j < CFG_MC_COLS; j++) {
-                a[i * CFG_MC_COLS + j] = xv[i];
-                b[i * CFG_MC_COLS + j] = wv[j];
-            }
-        }
-        mac_products(a, b, prod);
-    MC_MAC_ROWS:
-        for (int i = 0; i < CFG_MC_ROWS; i++) {
-        MC_MAC_COLS:
-            for (int j = 0; j < CFG_MC_COLS; j++) acc[i][j] += prod[i * CFG_MC_COLS + j];
-        }
+        mc_accumulate(xv, wv, k == 0, acc);  // lane (i, j) multiplies x row i by weight column j
     }
 }
 

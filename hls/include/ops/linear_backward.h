@@ -1,11 +1,11 @@
 // Backward of OP_LINEAR (y = x W^T + b): dx = dy W, dW = dy^T x, db = sum dy
 // (reference ops_backward.linear_backward), each in its own dynamic format.
 //
-// Both products run on the matrix core's structure: an output-stationary MC_ROWS x MC_COLS
-// array of 16x16-bit MACs with 48-bit accumulators, one reduction step per cycle, drained
-// one tile row per cycle. In this file the array is a function-local instance; on the board
-// it is the forward's array, fed from other buffers (dx: dy's token rows against a W panel;
-// dW: a dy column panel against x's token rows, the reduction running over tokens).
+// Both products run on the forward's matrix core (mc_accumulate, mac_array.h): an output-
+// stationary MC_ROWS x MC_COLS tile of 16x16-bit products with 48-bit accumulators, one
+// reduction step per cycle, drained one tile row per cycle. Only the operand feed differs
+// (dx: dy's token rows against a W panel; dW: a dy column panel against x's token rows, the
+// reduction running over tokens).
 //
 // Dynamic formats: each op runs its tiles twice (grad_format.h). Pass 0 drains every tile
 // into the running maximum only; pass 1 recomputes the tiles and writes them requantised.
@@ -15,6 +15,7 @@
 #define TRILEVEL_OPS_LINEAR_BACKWARD_H
 
 #include "../desc.h"
+#include "../mac_array.h"
 #include "../memory.h"
 #include "grad_format.h"
 
@@ -90,17 +91,15 @@ LBX_PASS:
             for (int m0 = 0; m0 < M; m0 += CFG_MC_ROWS) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = LB_TOKENS_PAD / CFG_MC_ROWS
                 SIM_LOOP(pass == 0 ? CNT_LBX_MAC_MAXP : CNT_LBX_MAC, N);
-            LBX_MAC:  // one reduction step n per cycle on all MC_ROWS x MC_COLS MACs: II=1
-                      // (dy banks give the tile's rows, wp's columns are registers, each
-                      // accumulator depends only on itself one step earlier: the DSP cascade)
+            LBX_MAC:  // one reduction step n per cycle on the matrix core: II=1 (dy banks give
+                      // the tile's rows, wp's columns are registers; mc_accumulate is II=1)
                 for (int n = 0; n < N; n++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_OUT
-                    for (int r = 0; r < CFG_MC_ROWS; r++)
-                        for (int c = 0; c < CFG_MC_COLS; c++) {
-                            acc_t prev = n == 0 ? acc_t(0) : acc[r][c];
-                            acc[r][c] = prev + dy[m0 + r][n] * wp[n][c];
-                        }
+                    q16_t a[CFG_MC_ROWS], b[CFG_MC_COLS];
+                    for (int r = 0; r < CFG_MC_ROWS; r++) a[r] = dy[m0 + r][n];
+                    for (int c = 0; c < CFG_MC_COLS; c++) b[c] = wp[n][c];
+                    mc_accumulate(a, b, n == 0, acc);
                 }
                 const int rows = M - m0 < CFG_MC_ROWS ? M - m0 : CFG_MC_ROWS;
                 SIM_LOOP(pass == 0 ? CNT_LBX_DRAIN_MAXP : CNT_LBX_DRAIN, rows);
@@ -204,17 +203,15 @@ LBW_PASS:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = LB_K_PAD / CFG_MC_COLS
                 const int kc = K - k0 < CFG_MC_COLS ? K - k0 : CFG_MC_COLS;
                 SIM_LOOP(pass == 0 ? CNT_LBW_MAC_MAXP : CNT_LBW_MAC, M);
-            LBW_MAC:  // one token per cycle on all MC_ROWS x MC_COLS MACs: II=1 (dyp's row is
-                      // registers, xb's MC_COLS banks give the tile's columns, each
-                      // accumulator depends only on itself one step earlier)
+            LBW_MAC:  // one token per cycle on the matrix core: II=1 (dyp's row is registers,
+                      // xb's MC_COLS banks give the tile's columns; mc_accumulate is II=1)
                 for (int m = 0; m < M; m++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
-                    for (int r = 0; r < CFG_MC_ROWS; r++)
-                        for (int c = 0; c < CFG_MC_COLS; c++) {
-                            acc_t prev = m == 0 ? acc_t(0) : acc[r][c];
-                            acc[r][c] = prev + dyp[m][r] * xb[m][k0 + c];
-                        }
+                    q16_t a[CFG_MC_ROWS], b[CFG_MC_COLS];
+                    for (int r = 0; r < CFG_MC_ROWS; r++) a[r] = dyp[m][r];
+                    for (int c = 0; c < CFG_MC_COLS; c++) b[c] = xb[m][k0 + c];
+                    mc_accumulate(a, b, m == 0, acc);
                 }
                 SIM_LOOP(pass == 0 ? CNT_LBW_DRAIN_MAXP : CNT_LBW_DRAIN, nc);
             LBW_DRAIN:  // one tile row per iteration, as LBX_DRAIN
