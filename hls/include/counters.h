@@ -24,6 +24,7 @@
 #define CNT_LN_NORM 18      // LAYERNORM: CFG_VU_LANES normalised outputs per iteration
 #define CNT_GELU_TABLE 19   // GELU: table knots copied into the lane replicas, one per iteration
 #define CNT_GELU 20         // GELU: CFG_VU_LANES outputs per iteration
+#define CNT_ATTN_V_LOAD 21  // ATTENTION with C <= 2: V rows written after the K|V load (one token per iteration)
 // OP_ATTENTION (ops/attention.h): per op, per query row
 #define CNT_ATTN_EXP_COPY 24     // exp knots copied on chip (per op)
 #define CNT_ATTN_KV_LOAD 25      // qkv beats read into the K/V copies (per op)
@@ -83,6 +84,7 @@
 #define CNT_SC_CHECK 75     // scatter: indices checked
 #define CNT_SC_ROWS 76      // scatter: rows written
 #define CNT_SGD_ELEMS 77    // SGD: lane groups updated
+#define CNT_GB_TABLE 78     // gelu bwd: gelu' knots copied into the table replicas (per op)
 #define CNT_COUNT 96
 
 #ifndef __SYNTHESIS__

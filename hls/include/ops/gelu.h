@@ -6,24 +6,38 @@
 //
 // CFG_VU_LANES lookups per cycle need VU_LANES table reads of two adjacent knots each. The
 // shared table (Luts::gelu, one BRAM) cannot serve that, so the op first copies the knots
-// into VU_LANES/2 replicas, each split into even and odd knots: a lookup of segment i reads
-// knot i from one parity bank and knot i+1 from the other, and a dual-port bank serves two
-// lanes. The copy costs LUT_GELU_KNOTS cycles per op; estimate: the GELU of a DeiT-S fc1 output
+// into VU_LANES/2 of the engine's table replicas (EngineBuffers::tab, which the attention's
+// exp and the GELU backward's gelu' tables use in turn), each split into even and odd knots: a
+// lookup of segment i reads knot i from one parity bank and knot i+1 from the other, and a
+// dual-port bank serves two lanes. The copy costs LUT_GELU_KNOTS cycles per op; estimate: the GELU of a DeiT-S fc1 output
 // (197 x 1536) takes about 95k cycles (per row 192 beats in, 96 groups, 192 beats out).
 #ifndef TRILEVEL_OPS_GELU_H
 #define TRILEVEL_OPS_GELU_H
 
+#include "../buffers.h"
 #include "../desc.h"
 #include "../memory.h"
 
-static const int GELU_REPLICAS = CFG_VU_LANES / 2;      // two lanes per dual-port replica
-static const int GELU_HALF = (LUT_GELU_KNOTS + 1) / 2;  // knots per parity bank
-static_assert(CFG_VU_LANES % 2 == 0, "GELU lanes come in pairs (one dual-port table replica each)");
+static const int GELU_REPLICAS = TAB_VU_COPIES;  // two lanes per dual-port replica
+static_assert(LUT_GELU_KNOTS <= 2 * TAB_HALF && LUT_GELU_GRAD_KNOTS <= 2 * TAB_HALF, "the GELU tables fit a replica");
 
-typedef knot_t gelu_tab_t[GELU_REPLICAS][2][GELU_HALF];  // [replica][parity][knot / 2]
+/// Copies `n` knots of table t into the first GELU_REPLICAS table replicas, split by parity.
+/// II=1: one read of t and one write into one bank of each replica per cycle. One iteration:
+/// knot i into every replica.
+inline void gelu_copy_table(const knot_t* t, int n, int cnt, knot_t tab[TAB_COPIES][2][TAB_HALF]) {
+    SIM_LOOP(cnt, n);
+GELU_TABLE:
+    for (int i = 0; i < n; i++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = LUT_GELU_KNOTS max = LUT_GELU_KNOTS
+        const knot_t v = t[i];
+    GELU_TABLE_REPLICAS:
+        for (int c = 0; c < GELU_REPLICAS; c++) tab[c][i & 1][i >> 1] = v;
+    }
+}
 
 /// One GELU output before saturation. x: int16 at fx; even/odd: the lane's replica (knots 2i, 2i+1).
-inline wide_t gelu_lane(q16_t x, const knot_t even[GELU_HALF], const knot_t odd[GELU_HALF], int sh0, int sh1, int sh2) {
+inline wide_t gelu_lane(q16_t x, const knot_t even[TAB_HALF], const knot_t odd[TAB_HALF], int sh0, int sh1, int sh2) {
 #pragma HLS INLINE
     const wide_t lo_i = wide_t(LUT_GELU_LO) << LUT_GELU_IN_FRAC;
     const wide_t hi_i = wide_t(LUT_GELU_HI) << LUT_GELU_IN_FRAC;
@@ -48,7 +62,7 @@ inline wide_t gelu_lane(q16_t x, const knot_t even[GELU_HALF], const knot_t odd[
 
 /// X (M, N) int16 at fx, row stride XS; Y (M, N) int16 at fy, row stride YS.
 /// SH0 = fx - 14, SH1 = 16 - fy, SH2 = fx - fy. M <= CFG_MAX_TOKENS, N <= CFG_MAX_HIDDEN.
-inline ap_uint<32> op_gelu(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, const Luts& L) {
+inline ap_uint<32> op_gelu(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, const Luts& L, EngineBuffers& buf) {
     const ap_uint<32> m_u = d.u(DW_M), n_u = d.u(DW_N);
     if (m_u == 0 || m_u > CFG_MAX_TOKENS || n_u == 0 || n_u > CFG_MAX_HIDDEN) return ST_BAD_SIZE;
     const int m = int(m_u), n = int(n_u);
@@ -58,20 +72,8 @@ inline ap_uint<32> op_gelu(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, co
     const addr_t x_addr = d.u(DW_X), y_addr = d.u(DW_Y);
     const addr_t xs = d.u(DW_XS), ys = d.u(DW_YS);
 
-    static gelu_tab_t tab;
-#pragma HLS ARRAY_PARTITION variable = tab complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = tab complete dim = 2
-#pragma HLS BIND_STORAGE variable = tab type = ram_2p impl = bram
-    // II=1: one read of the shared table per cycle; each replica bank gets one write.
-    // One iteration: knot i into every replica.
-    SIM_LOOP(CNT_GELU_TABLE, LUT_GELU_KNOTS);
-GELU_TABLE:
-    for (int i = 0; i < LUT_GELU_KNOTS; i++) {
-#pragma HLS PIPELINE II = 1
-        const knot_t v = L.gelu[i];
-    GELU_TABLE_REPLICAS:
-        for (int c = 0; c < GELU_REPLICAS; c++) tab[c][i & 1][i >> 1] = v;
-    }
+    knot_t(&tab)[TAB_COPIES][2][TAB_HALF] = buf.tab;
+    gelu_copy_table(L.gelu, LUT_GELU_KNOTS, CNT_GELU_TABLE, tab);
 
     q16_t x[CFG_MAX_HIDDEN], y[CFG_MAX_HIDDEN];
 #pragma HLS ARRAY_PARTITION variable = x cyclic factor = CFG_VU_LANES

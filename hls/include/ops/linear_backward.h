@@ -14,15 +14,13 @@
 #ifndef TRILEVEL_OPS_LINEAR_BACKWARD_H
 #define TRILEVEL_OPS_LINEAR_BACKWARD_H
 
+#include "../buffers.h"
 #include "../desc.h"
 #include "../mac_array.h"
 #include "../memory.h"
 #include "grad_format.h"
 
-// Token-side buffers hold whole MC_ROWS tiles (rows past M are never drained).
-#define LB_TOKENS_PAD (((CFG_MAX_TOKENS + CFG_MC_ROWS - 1) / CFG_MC_ROWS) * CFG_MC_ROWS)
-// x's columns padded to whole MC_COLS tiles (columns past K are never drained).
-#define LB_K_PAD (((CFG_MAX_K + CFG_MC_COLS - 1) / CFG_MC_COLS) * CFG_MC_COLS)
+static const int LIN_COL_TILES_K = (CFG_MAX_K + CFG_MC_COLS - 1) / CFG_MC_COLS;  // column tiles of dx, dW
 
 /// Largest |a| over the first n lanes of one drained tile row (a comparator tree in hardware).
 template <int LANES>
@@ -39,7 +37,12 @@ inline wide_t row_max(const acc_t a[LANES], int n) {
 /// W:  w (N, K) int16, row stride WS (read through the weight port), at SH0 = fw.
 /// Y:  dx (M, K) int16, row stride YS, at the dynamic format written to slot F1.
 /// AUX3: the format table.
-inline ap_uint<32> op_linear_bwd_dx(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d) {
+/// Buffers (buffers.h): dy in the xpanel as LINEAR keeps X (token m in bank m % MC_ROWS, its
+/// beats from word (m / MC_ROWS) LIN_K_WORDS); the W panel of one column tile (W[n][k0 ..
+/// k0 + MC_COLS) for every n) in token-store bank 0: step n's DX_BEATS beats in beat slots
+/// (n % DX_STEPS) DX_BEATS .. of row n / DX_STEPS, so a step reads DX_BEATS distinct slot memories.
+inline ap_uint<32> op_linear_bwd_dx(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d,
+                                    EngineBuffers& buf) {
     const int M = int(d.u(DW_M));
     const int N = int(d.u(DW_N));
     const int K = int(d.u(DW_K));
@@ -53,22 +56,26 @@ inline ap_uint<32> op_linear_bwd_dx(word_t* mem, const word_t* wmem, ap_uint<32>
     const int fdy = fmt_read(mem, d, 0);
     if (!frac_ok(fdy)) return ST_BAD_PARAM;
     const int facc = fdy + fw;
-
-    // dy stays on chip for both passes; rows cyclic over MC_ROWS banks, so the MC_ROWS rows of
-    // a tile are read in one cycle. The W panel (N x MC_COLS) is reused by every row tile.
-    static q16_t dy[LB_TOKENS_PAD][CFG_MAX_OUT];
-#pragma HLS ARRAY_PARTITION variable = dy cyclic factor = CFG_MC_ROWS dim = 1
-    static q16_t wp[CFG_MAX_OUT][CFG_MC_COLS];
-#pragma HLS ARRAY_PARTITION variable = wp complete dim = 2
-    acc_t acc[CFG_MC_ROWS][CFG_MC_COLS];
-#pragma HLS ARRAY_PARTITION variable = acc complete dim = 0
+    word_t(&xp)[CFG_MC_ROWS][XP_DEPTH] = buf.xpanel;
+    tok_bank_t& wp = buf.tok[0];
+    acc_t(&acc)[CFG_MC_ROWS][CFG_MC_COLS] = buf.mc_acc;
     q16_t out[CFG_MC_COLS];
 #pragma HLS ARRAY_PARTITION variable = out complete dim = 1
 
+    // dy stays on chip for both passes; a W panel (N x MC_COLS) is reused by every row tile.
+    const int n_words = (N + CFG_I16_PER_WORD - 1) / CFG_I16_PER_WORD;
 LBX_LOAD_DY:
     for (int m = 0; m < M; m++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
-        load_i16<CFG_MAX_OUT>(mem, d.u(DW_X) + ap_uint<32>(m) * d.u(DW_XS) * 2, N, dy[m]);
+        const ap_uint<32> src = (d.u(DW_X) + ap_uint<32>(m) * d.u(DW_XS) * 2) / CFG_AXI_BYTES;
+        const int bank = m % CFG_MC_ROWS, word0 = (m / CFG_MC_ROWS) * LIN_K_WORDS;
+        SIM_LOOP(CNT_MEM_READ, n_words);
+    LBX_LOAD_DY_BEATS:  // one gmem_a beat (a burst along the row) into one bank per cycle: II=1
+        for (int b = 0; b < n_words; b++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = LIN_K_WORDS
+            xp[bank][word0 + b] = mem[src + b];
+        }
     }
     wide_t mx = 0;
     int f = ABI_FRAC_MAX, shift = 0;
@@ -80,25 +87,39 @@ LBX_PASS:
         }
     LBX_COL_TILES:
         for (int k0 = 0; k0 < K; k0 += CFG_MC_COLS) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = LB_K_PAD / CFG_MC_COLS
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = LIN_COL_TILES_K
             const int kc = K - k0 < CFG_MC_COLS ? K - k0 : CFG_MC_COLS;
+            const int k_words = (kc + CFG_I16_PER_WORD - 1) / CFG_I16_PER_WORD;
         LBX_LOAD_W:
             for (int n = 0; n < N; n++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_OUT
-                load_i16<CFG_MC_COLS>(wmem, d.u(DW_W) + (ap_uint<32>(n) * d.u(DW_WS) + k0) * 2, kc, wp[n]);
+                const ap_uint<32> src = (d.u(DW_W) + (ap_uint<32>(n) * d.u(DW_WS) + k0) * 2) / CFG_AXI_BYTES;
+                const int row = n / DX_STEPS, slot0 = (n % DX_STEPS) * DX_BEATS;
+                SIM_LOOP(CNT_MEM_READ, k_words);
+            LBX_LOAD_W_BEATS:  // one gmem_w beat into one slot memory per cycle: II=1
+                for (int q = 0; q < k_words; q++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = DX_BEATS
+                    wp[row][slot0 + q] = wmem[src + q];
+                }
             }
         LBX_ROW_TILES:
             for (int m0 = 0; m0 < M; m0 += CFG_MC_ROWS) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = LB_TOKENS_PAD / CFG_MC_ROWS
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = LIN_ROW_TILES
+                const int word0 = (m0 / CFG_MC_ROWS) * LIN_K_WORDS;
                 SIM_LOOP(pass == 0 ? CNT_LBX_MAC_MAXP : CNT_LBX_MAC, N);
-            LBX_MAC:  // one reduction step n per cycle on the matrix core: II=1 (dy banks give
-                      // the tile's rows, wp's columns are registers; mc_accumulate is II=1)
+            LBX_MAC:  // one reduction step n per cycle on the matrix core: II=1 (each xpanel
+                      // bank gives its tile row's beat, step n's DX_BEATS W beats sit in
+                      // distinct slot memories; mc_accumulate is II=1)
                 for (int n = 0; n < N; n++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_OUT
                     q16_t a[CFG_MC_ROWS], b[CFG_MC_COLS];
-                    for (int r = 0; r < CFG_MC_ROWS; r++) a[r] = dy[m0 + r][n];
-                    for (int c = 0; c < CFG_MC_COLS; c++) b[c] = wp[n][c];
+                    for (int r = 0; r < CFG_MC_ROWS; r++)
+                        a[r] = beat_lane(xp[r][word0 + n / CFG_I16_PER_WORD], n % CFG_I16_PER_WORD);
+                    for (int c = 0; c < CFG_MC_COLS; c++)
+                        b[c] = beat_lane(wp[n / DX_STEPS][(n % DX_STEPS) * DX_BEATS + c / CFG_I16_PER_WORD],
+                                         c % CFG_I16_PER_WORD);
                     mc_accumulate(a, b, n == 0, acc);
                 }
                 const int rows = M - m0 < CFG_MC_ROWS ? M - m0 : CFG_MC_ROWS;
@@ -128,7 +149,11 @@ LBX_PASS:
 /// Y:  dW (N, K) int16, row stride YS, dynamic format -> slot F1.
 /// B:  db (N) int16 if flag BIAS, dynamic format -> slot F2.
 /// AUX3: the format table.
-inline ap_uint<32> op_linear_bwd_dw(word_t* mem, ap_uint<32> mem_bytes, const Desc& d) {
+/// Buffers (buffers.h): x in the xpanel by beats (beat b of token m in bank b % MC_ROWS, word
+/// m XW_ROW + b / MC_ROWS), so the MC_COLS / 8 beats of one token's column tile come from
+/// distinct banks; a dy panel (MC_ROWS features of every token) in token-store bank 0: token
+/// m's DW_BEATS beats in beat slots (m % DW_STEPS) DW_BEATS .. of row m / DW_STEPS.
+inline ap_uint<32> op_linear_bwd_dw(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, EngineBuffers& buf) {
     const int M = int(d.u(DW_M));
     const int N = int(d.u(DW_N));
     const int K = int(d.u(DW_K));
@@ -144,24 +169,27 @@ inline ap_uint<32> op_linear_bwd_dw(word_t* mem, ap_uint<32> mem_bytes, const De
     const int fdy = fmt_read(mem, d, 0);
     if (!frac_ok(fdy)) return ST_BAD_PARAM;
     const int facc = fdy + fx;
-
-    // x stays on chip (token rows, columns cyclic over MC_COLS banks); a dy column panel of
-    // MC_ROWS features is loaded per row tile and reused by every column tile.
-    static q16_t xb[CFG_MAX_TOKENS][LB_K_PAD];
-#pragma HLS ARRAY_PARTITION variable = xb cyclic factor = CFG_MC_COLS dim = 2
-    static q16_t dyp[CFG_MAX_TOKENS][CFG_MC_ROWS];
-#pragma HLS ARRAY_PARTITION variable = dyp complete dim = 2
-    static wide_t db[CFG_MAX_OUT];
+    word_t(&xp)[CFG_MC_ROWS][XP_DEPTH] = buf.xpanel;
+    tok_bank_t& dyp = buf.tok[0];
+    acc_t(&acc)[CFG_MC_ROWS][CFG_MC_COLS] = buf.mc_acc;
+    // db: |sum dy| <= M 2^15 < 2^23, so 32 bits hold it exactly
+    static i32_t db[CFG_MAX_OUT];
 #pragma HLS ARRAY_PARTITION variable = db cyclic factor = CFG_MC_ROWS dim = 1
-    acc_t acc[CFG_MC_ROWS][CFG_MC_COLS];
-#pragma HLS ARRAY_PARTITION variable = acc complete dim = 0
     q16_t out[CFG_MC_COLS];
 #pragma HLS ARRAY_PARTITION variable = out complete dim = 1
 
+    const int k_words = (K + CFG_I16_PER_WORD - 1) / CFG_I16_PER_WORD;
 LBW_LOAD_X:
     for (int m = 0; m < M; m++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
-        load_i16<LB_K_PAD>(mem, d.u(DW_W) + ap_uint<32>(m) * d.u(DW_WS) * 2, K, xb[m]);
+        const ap_uint<32> src = (d.u(DW_W) + ap_uint<32>(m) * d.u(DW_WS) * 2) / CFG_AXI_BYTES;
+        SIM_LOOP(CNT_MEM_READ, k_words);
+    LBW_LOAD_X_BEATS:  // one gmem_a beat into one bank per cycle: II=1
+        for (int b = 0; b < k_words; b++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = LIN_K_WORDS
+            xp[b % CFG_MC_ROWS][m * XW_ROW + b / CFG_MC_ROWS] = mem[src + b];
+        }
     }
     wide_t mx = 0, mb = 0;
     int f = ABI_FRAC_MAX, shift = 0;
@@ -175,42 +203,65 @@ LBW_PASS:
         for (int n0 = 0; n0 < N; n0 += CFG_MC_ROWS) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_OUT / CFG_MC_ROWS
             const int nc = N - n0 < CFG_MC_ROWS ? N - n0 : CFG_MC_ROWS;
+            const int off = n0 % CFG_I16_PER_WORD;  // lane of feature n0 in its beat
+            const int p_words = (off + nc + CFG_I16_PER_WORD - 1) / CFG_I16_PER_WORD;
         LBW_LOAD_DY:
             for (int m = 0; m < M; m++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
-                load_i16<CFG_MC_ROWS>(mem, d.u(DW_X) + (ap_uint<32>(m) * d.u(DW_XS) + n0) * 2, nc, dyp[m]);
+                const ap_uint<32> src = (d.u(DW_X) + (ap_uint<32>(m) * d.u(DW_XS) + n0 - off) * 2) / CFG_AXI_BYTES;
+                const int row = m / DW_STEPS, slot0 = (m % DW_STEPS) * DW_BEATS;
+                SIM_LOOP(CNT_MEM_READ, p_words);
+            LBW_LOAD_DY_BEATS:  // one gmem_a beat into one slot memory per cycle: II=1
+                for (int q = 0; q < p_words; q++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = DW_BEATS
+                    dyp[row][slot0 + q] = mem[src + q];
+                }
             }
             if (pass == 0 && bias) {
                 wide_t part[CFG_MC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = part complete dim = 1
                 for (int c = 0; c < CFG_MC_ROWS; c++) part[c] = 0;
                 SIM_LOOP(CNT_LBW_DB, M);
-            LBW_DB:  // one token's MC_ROWS features per cycle into MC_ROWS 64-bit sums: II=1
-                     // (each sum is one adder fed back to itself)
+            LBW_DB:  // one token's MC_ROWS features per cycle (DW_BEATS slot memories) into
+                     // MC_ROWS sums: II=1 (each sum is one adder fed back to itself)
                 for (int m = 0; m < M; m++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
-                    for (int c = 0; c < CFG_MC_ROWS; c++) part[c] += dyp[m][c];
+                    for (int c = 0; c < CFG_MC_ROWS; c++) {
+                        const int l = off + c;
+                        part[c] += beat_lane(dyp[m / DW_STEPS][(m % DW_STEPS) * DW_BEATS + l / CFG_I16_PER_WORD],
+                                             l % CFG_I16_PER_WORD);
+                    }
                 }
                 for (int c = 0; c < CFG_MC_ROWS; c++)
                     if (c < nc) {
-                        db[n0 + c] = part[c];
+                        db[n0 + c] = i32_t(part[c]);
                         mb = max_abs(mb, part[c]);
                     }
             }
         LBW_COL_TILES:
             for (int k0 = 0; k0 < K; k0 += CFG_MC_COLS) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = LB_K_PAD / CFG_MC_COLS
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = LIN_COL_TILES_K
                 const int kc = K - k0 < CFG_MC_COLS ? K - k0 : CFG_MC_COLS;
+                const int kb0 = k0 / CFG_I16_PER_WORD;  // first beat of the column tile
                 SIM_LOOP(pass == 0 ? CNT_LBW_MAC_MAXP : CNT_LBW_MAC, M);
-            LBW_MAC:  // one token per cycle on the matrix core: II=1 (dyp's row is registers,
-                      // xb's MC_COLS banks give the tile's columns; mc_accumulate is II=1)
+            LBW_MAC:  // one token per cycle on the matrix core: II=1 (the dy panel's DW_BEATS
+                      // slot memories give the tile's rows, the column tile's MC_COLS / 8 x
+                      // beats sit in distinct xpanel banks; mc_accumulate is II=1)
                 for (int m = 0; m < M; m++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
                     q16_t a[CFG_MC_ROWS], b[CFG_MC_COLS];
-                    for (int r = 0; r < CFG_MC_ROWS; r++) a[r] = dyp[m][r];
-                    for (int c = 0; c < CFG_MC_COLS; c++) b[c] = xb[m][k0 + c];
+                    for (int r = 0; r < CFG_MC_ROWS; r++) {
+                        const int l = off + r;
+                        a[r] = beat_lane(dyp[m / DW_STEPS][(m % DW_STEPS) * DW_BEATS + l / CFG_I16_PER_WORD],
+                                         l % CFG_I16_PER_WORD);
+                    }
+                    for (int c = 0; c < CFG_MC_COLS; c++) {
+                        const int beat = kb0 + c / CFG_I16_PER_WORD;
+                        b[c] = beat_lane(xp[beat % CFG_MC_ROWS][m * XW_ROW + beat / CFG_MC_ROWS], c % CFG_I16_PER_WORD);
+                    }
                     mc_accumulate(a, b, m == 0, acc);
                 }
                 SIM_LOOP(pass == 0 ? CNT_LBW_DRAIN_MAXP : CNT_LBW_DRAIN, nc);
