@@ -21,13 +21,9 @@
 #include "ops/patchify.h"
 #include "ops/select.h"
 #include "ops/attention_backward.h"
-#include "ops/gelu_backward.h"
 #include "ops/grad_add.h"
 #include "ops/grad_requant.h"
-#include "ops/layernorm_backward.h"
-#include "ops/linear_backward.h"
 #include "ops/loss.h"
-#include "ops/scatter.h"
 #include "ops/sgd.h"
 
 #ifndef __SYNTHESIS__

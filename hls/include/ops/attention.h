@@ -23,6 +23,8 @@
 // before the row is computed: a bad index stops the op with ST_BAD_INDEX and leaves the rows
 // from that one on unwritten.
 //
+// The backward (OP_ATTENTION_BWD) is in attention_backward.h.
+//
 // Buffers (buffers.h): K and V of every token live in the token store, one copy per key lane:
 // bank u holds K of token t in row t and V in row TOK_V + t, so key u of a group reads bank u
 // (one row of CFG_MAX_DIM channels per bank per cycle; QK reads K rows, PV reads V rows, never

@@ -1,5 +1,6 @@
 // Backward of OP_ATTENTION's core from the stored probabilities (reference ops_backward.
-// attention_backward). Per head, with dO the context gradient and p the stored probabilities:
+// attention_backward). It has a file of its own beside the forward's attention.h, whose row
+// engine and adder trees it reuses: the two together would pass 850 lines. Per head, with dO the context gradient and p the stored probabilities:
 //   dP = dO v^T (dynamic format fdP);  rowdot = sum_j dP p;  dS = p (dP - rshift_round(rowdot, 15))
 //   (dynamic, fdS);  dq = dS k, dk = dS^T q (at fdS + fqkv + sh);  dv = p^T dO (at 15 + fdctx);
 //   dq, dk and dv share one format, the coarsest any of them needs.
