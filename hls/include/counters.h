@@ -70,7 +70,7 @@
 #define CNT_GB_ELEMS_MAXP 61
 #define CNT_ATB_LIST_CHECK 62  // attention bwd: list entries checked
 #define CNT_ATB_ZERO 63     // attention bwd: dk / dv accumulator rows cleared
-#define CNT_ATB_DP_MAX 64   // attention bwd pass 0: (row, key) pairs of dP's maximum (all keys)
+#define CNT_ATB_DP_MAX 64   // attention bwd pass 0: listed keys, dP's maximum
 #define CNT_ATB_DP 65       // attention bwd: listed keys, dP and rowdot (write pass)
 #define CNT_ATB_DP_MAXP 66  // ... the same in passes 1-2
 #define CNT_ATB_DS 67       // attention bwd: listed keys, dS and dq / dk / dv (write pass)

@@ -12,14 +12,13 @@
 // that every query row adds to: dv in the dP loop (it needs only p and dO), dk in the dS loop.
 //
 // Dynamic formats take four passes over the rows, each recomputing what it needs:
-//   pass 0: dP's maximum over every (row, key) pair -> fdP;
+//   pass 0: dP's maximum over the computed (row, key) pairs -> fdP;
 //   pass 1: dP requantised, rowdot, dS's maximum -> fdS;
 //   pass 2: dS requantised, dq / dk / dv accumulated, their maxima -> the joint format;
 //   pass 3: the same again, written.
-// Pass 0 runs over all M keys of every row even in sparse mode: the reference takes dP's
-// format from the dense dP, pruned pairs included (their dS is 0, but their dP counts in the
-// maximum). It is the only place where pruned connections cost cycles; taking the maximum
-// over the kept pairs instead would make pass 0 sparse too (hls/README.md, "Backward ops").
+// Every pass iterates only each row's key list: the reference takes dP's format from the
+// entries the engine computes (the prefix keys and the listed keys of each row), so pruned
+// connections cost no cycles anywhere (docs/fixed_point.md, "Backward ops").
 //
 // Buffers: the token store (buffers.h), the forward's K/V memories, four banks of rows of
 // CFG_MAX_DIM int16; a 48-bit dk or dv row is three rows (ACC_CH channels each, buffers.h):
@@ -230,14 +229,19 @@ ATB_PASS:
         for (int i = 0; i < M; i++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
             load_i16<CFG_MAX_DIM>(mem, d.u(DW_X) + ap_uint<32>(i) * d.u(DW_XS) * 2, C, dout);
+            const bool dense_row = !sparse || i < pre;
+            const int L = dense_row ? M : pre + ncon;
+            if (!dense_row)
+                load_i32<CFG_MAX_TOKENS>(mem, d.u(DW_AUX0) + ap_uint<32>(i - pre) * d.u(DW_AS) * 4, ncon, lst);
             if (pass == 0) {
-                SIM_LOOP(CNT_ATB_DP_MAX, M);
-            ATB_DP_MAX:  // one key per cycle (all M keys, see above): C products on the
-                         // multiplier array (v from bank 0), H adder trees of D, a comparator
-                         // tree over the heads and one carried compare-select: II=1
-                for (int j = 0; j < M; j++) {
+                SIM_LOOP(CNT_ATB_DP_MAX, L);
+            ATB_DP_MAX:  // one listed key per cycle: C products on the multiplier array (v from
+                         // bank 0), H adder trees of D, a comparator tree over the heads and one
+                         // carried compare-select: II=1
+                for (int jj = 0; jj < L; jj++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
+                    const int j = dense_row || jj < pre ? jj : pre + int(lst[jj - pre]);
                     q16_t a[MAC_LANES], b[MAC_LANES];
                     prod_t prod[MAC_LANES];
                     for (int l = 0; l < MAC_LANES; l++) {
@@ -252,10 +256,6 @@ ATB_PASS:
                 }
                 continue;
             }
-            const bool dense_row = !sparse || i < pre;
-            const int L = dense_row ? M : pre + ncon;
-            if (!dense_row)
-                load_i32<CFG_MAX_TOKENS>(mem, d.u(DW_AUX0) + ap_uint<32>(i - pre) * d.u(DW_AS) * 4, ncon, lst);
         ATB_LOAD_P:
             for (int h = 0; h < H; h++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_HEADS
