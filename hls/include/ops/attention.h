@@ -309,7 +309,7 @@ ATTN_ROWS:
             acc_t gmax[CFG_MAX_HEADS];
 #pragma HLS ARRAY_PARTITION variable = gmax complete
             q16_t qa[MAC_LANES], kb[MAC_LANES];
-            prod_t prod[MAC_LANES];
+            acc_t zero[MAC_LANES], prod[MAC_LANES];
         ATTN_QK_KEY:
             for (int u = 0; u < CFG_ATTN_KEYS; u++) {
                 const int l = g * CFG_ATTN_KEYS + u;
@@ -318,9 +318,10 @@ ATTN_ROWS:
                 for (int c = 0; c < CFG_MAX_DIM; c++) {
                     qa[u * CFG_MAX_DIM + c] = c < C ? q[c] : q16_t(0);
                     kb[u * CFG_MAX_DIM + c] = c < C ? tok_lane(tok[u][key], c) : q16_t(0);
+                    zero[u * CFG_MAX_DIM + c] = 0;
                 }
             }
-            mac_products(qa, kb, prod);  // the engine's one multiplier array (mac_array.h)
+            mac_products(qa, kb, zero, prod);  // the engine's one multiplier array (mac_array.h)
         ATTN_QK_SUM:
             for (int u = 0; u < CFG_ATTN_KEYS; u++) {
                 const int l = g * CFG_ATTN_KEYS + u;
@@ -387,8 +388,9 @@ ATTN_ROWS:
         // One iteration: the probabilities of CFG_ATTN_KEYS keys for every head, their head
         // sum, and C x CFG_ATTN_KEYS products p v added into the channel accumulators (lane c
         // takes the probability of its head c >> log2 D). II=1: V as K in QK, pbuf/pwsum
-        // banks take the group's consecutive positions; the recurrence acc[c] += (sum of the
-        // group's products) is one 48-bit add per lane.
+        // banks take the group's consecutive positions; the recurrence on acc[c] goes through
+        // key 0's lane (its DSP adds acc[c] to its product) and a 4-input add of the keys'
+        // lanes: one pass per cycle.
     ATTN_PV:
         for (int g = 0; g < groups; g++) {
 #pragma HLS PIPELINE II = 1
@@ -415,22 +417,23 @@ ATTN_ROWS:
                 if (valid) pwsum[l] = i32_t(sum);
             }
             q16_t pa[MAC_LANES], vb[MAC_LANES];
-            prod_t prod[MAC_LANES];
+            acc_t ca[MAC_LANES], prod[MAC_LANES];
         ATTN_PV_OPERANDS:
             for (int u = 0; u < CFG_ATTN_KEYS; u++) {
                 for (int c = 0; c < CFG_MAX_DIM; c++) {
                     pa[u * CFG_MAX_DIM + c] = c < C ? p[u][c >> log2d] : q16_t(0);
                     vb[u * CFG_MAX_DIM + c] = c < C ? tok_lane(tok[u][TOK_V + key[u]], c) : q16_t(0);
+                    ca[u * CFG_MAX_DIM + c] = u == 0 && c < C ? acc[c] : acc_t(0);  // key 0's lane adds acc
                 }
             }
-            mac_products(pa, vb, prod);  // the engine's one multiplier array (mac_array.h)
+            mac_products(pa, vb, ca, prod);  // the engine's one multiplier array (mac_array.h)
         ATTN_PV_CHANNEL:
             for (int c = 0; c < CFG_MAX_DIM; c++) {
                 if (c < C) {
                     acc_t t = 0;
                 ATTN_PV_LANE_KEY:
                     for (int u = 0; u < CFG_ATTN_KEYS; u++) t += prod[u * CFG_MAX_DIM + c];
-                    acc[c] += t;
+                    acc[c] = t;
                 }
             }
         }

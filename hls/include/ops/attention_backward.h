@@ -51,25 +51,37 @@ static_assert(2 * CFG_MAX_DIM <= MAC_LANES, "dO v^T with p^T dO, and dS k with d
 inline int atb_acc_bank(bool dv, int w) { return dv ? w + 1 : (w == 0 ? 0 : w + 1); }
 inline int atb_acc_row(bool dv, int w, int j) { return dv || w == 0 ? TOK_V + j : j; }
 
-/// Adds prod[base + c] into channel c of key j's dk (dv = false) or dv accumulators, for
-/// c < C (a multiple of 8: whole groups). Reads and writes ACC_WORDS beats per group of
-/// ACC_GROUP channels, in the three rows of atb_acc_bank / atb_acc_row.
-inline void atb_acc_add(word_t tok[TOK_BANKS][TOK_DEPTH][TOK_BEATS], bool dv, int j, const prod_t prod[MAC_LANES],
-                        int base, int C) {
+/// c[base + ch] = channel ch of key j's dk (dv = false) or dv accumulators, for ch < C (a
+/// multiple of 8: whole groups of ACC_GROUP channels, ACC_WORDS beats each, in the three rows
+/// of atb_acc_bank / atb_acc_row).
+inline void atb_acc_load(const word_t tok[TOK_BANKS][TOK_DEPTH][TOK_BEATS], bool dv, int j, int C,
+                         acc_t c[MAC_LANES], int base) {
 #pragma HLS INLINE
-ATB_ACC_WORD:
-    for (int w = 0; w < ACC_WORDS; w++) {
-    ATB_ACC_GROUP:
+ATB_ACC_LOAD:
+    for (int w = 0; w < ACC_WORDS; w++)
         for (int g = 0; g < ACC_CH / ACC_GROUP; g++) {
             const int c0 = w * ACC_CH + g * ACC_GROUP;
             if (c0 < C) {
-                word_t(&row)[TOK_BEATS] = tok[atb_acc_bank(dv, w)][atb_acc_row(dv, w, j)];
-                acc_group_t u = acc_group_read(row, g);
-                for (int k = 0; k < ACC_GROUP; k++) acc_group_set(u, k, acc_group_get(u, k) + prod[base + c0 + k]);
-                acc_group_write(row, g, u);
+                const acc_group_t u = acc_group_read(tok[atb_acc_bank(dv, w)][atb_acc_row(dv, w, j)], g);
+                for (int k = 0; k < ACC_GROUP; k++) c[base + c0 + k] = acc_group_get(u, k);
             }
         }
-    }
+}
+
+/// The inverse of atb_acc_load: channel ch < C of key j's accumulators = p[base + ch].
+inline void atb_acc_store(word_t tok[TOK_BANKS][TOK_DEPTH][TOK_BEATS], bool dv, int j, int C,
+                          const acc_t p[MAC_LANES], int base) {
+#pragma HLS INLINE
+ATB_ACC_STORE:
+    for (int w = 0; w < ACC_WORDS; w++)
+        for (int g = 0; g < ACC_CH / ACC_GROUP; g++) {
+            const int c0 = w * ACC_CH + g * ACC_GROUP;
+            if (c0 < C) {
+                acc_group_t u = 0;
+                for (int k = 0; k < ACC_GROUP; k++) acc_group_set(u, k, p[base + c0 + k]);
+                acc_group_write(tok[atb_acc_bank(dv, w)][atb_acc_row(dv, w, j)], g, u);
+            }
+        }
 }
 
 /// Channel c < C of key j's dk (dv = false) or dv accumulators, for every c < C (0 beyond).
@@ -88,7 +100,7 @@ inline void atb_acc_read(const word_t tok[TOK_BANKS][TOK_DEPTH][TOK_BEATS], bool
 /// dP of one key for every head: dp[h] = sum over head h's channels of dout[c] v[c], from
 /// lanes [0, C) of a multiplier-array pass and the forward's per-head adder tree. Exact: D
 /// products below 2^30 each.
-inline void atb_dp_heads(const prod_t prod[MAC_LANES], int C, int log4d, acc_t dp[CFG_MAX_HEADS]) {
+inline void atb_dp_heads(const acc_t prod[MAC_LANES], int C, int log4d, acc_t dp[CFG_MAX_HEADS]) {
 #pragma HLS INLINE
     acc_t tree[ATTN_TREE_LEVELS + 1][CFG_MAX_DIM];
 #pragma HLS ARRAY_PARTITION variable = tree complete dim = 0
@@ -243,12 +255,13 @@ ATB_PASS:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
                     const int j = dense_row || jj < pre ? jj : pre + int(lst[jj - pre]);
                     q16_t a[MAC_LANES], b[MAC_LANES];
-                    prod_t prod[MAC_LANES];
+                    acc_t zero[MAC_LANES], prod[MAC_LANES];
                     for (int l = 0; l < MAC_LANES; l++) {
                         a[l] = l < C ? dout[l] : q16_t(0);
                         b[l] = l < C ? tok_lane(tok[0][j], l) : q16_t(0);
+                        zero[l] = 0;
                     }
-                    mac_products(a, b, prod);  // the engine's one multiplier array (mac_array.h)
+                    mac_products(a, b, zero, prod);  // the engine's one multiplier array (mac_array.h)
                     acc_t dp[CFG_MAX_HEADS];
                     atb_dp_heads(prod, C, sc, dp);
                     for (int h = 0; h < CFG_MAX_HEADS; h++)
@@ -266,21 +279,22 @@ ATB_PASS:
             SIM_LOOP(pass < 3 ? CNT_ATB_DP_MAXP : CNT_ATB_DP, L);
         ATB_DP:  // one listed key per cycle: dP for every head (lanes [0, C) of the multiplier
                  // array, H adder trees), requantised, H carried 64-bit rowdot sums (one 16x16
-                 // multiplier and one adder per head); passes 2-3 also add p^T dO (lanes
-                 // [C_MAX, C_MAX + C)) into key j's dv rows: v from bank 0 and the dv words from
-                 // banks 1-3, one row read and one row write per bank, and the keys of a list
-                 // are distinct, so no two iterations in flight touch the same rows: II=1 with
-                 // the dependence declared false
+                 // multiplier and one adder per head); passes 2-3 also add p^T dO into key j's
+                 // dv (lanes [C_MAX, C_MAX + C), whose DSP post-adders take dv[j]): v from bank
+                 // 0 and the dv words from banks 1-3, one row read and one row write per bank,
+                 // and the keys of a list are distinct, so no two iterations in flight touch
+                 // the same rows: II=1 with the dependence declared false
             for (int jj = 0; jj < L; jj++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
 #pragma HLS DEPENDENCE variable = tok inter false
                 const int j = dense_row || jj < pre ? jj : pre + int(lst[jj - pre]);
                 q16_t a[MAC_LANES], b[MAC_LANES];
-                prod_t prod[MAC_LANES];
+                acc_t cin[MAC_LANES], prod[MAC_LANES];
                 for (int l = 0; l < MAC_LANES; l++) {
                     a[l] = 0;
                     b[l] = 0;
+                    cin[l] = 0;
                 }
                 for (int c = 0; c < CFG_MAX_DIM; c++)
                     if (c < C) {
@@ -289,7 +303,8 @@ ATB_PASS:
                         a[CFG_MAX_DIM + c] = p[c >> (2 * sc)][jj];
                         b[CFG_MAX_DIM + c] = dout[c];
                     }
-                mac_products(a, b, prod);  // the engine's one multiplier array (mac_array.h)
+                if (pass >= 2) atb_acc_load(tok, true, j, C, cin, CFG_MAX_DIM);  // dv[j] into the lanes' adders
+                mac_products(a, b, cin, prod);  // the engine's one multiplier array (mac_array.h)
                 acc_t dp[CFG_MAX_HEADS];
                 atb_dp_heads(prod, C, sc, dp);
                 for (int h = 0; h < CFG_MAX_HEADS; h++) {
@@ -298,16 +313,16 @@ ATB_PASS:
                         rowdot[h] += wide_t(dpq[h][jj]) * p[h][jj];
                     }
                 }
-                if (pass >= 2) atb_acc_add(tok, true, j, prod, CFG_MAX_DIM, C);
+                if (pass >= 2) atb_acc_store(tok, true, j, C, prod, CFG_MAX_DIM);
             }
             for (int c = 0; c < CFG_MAX_DIM; c++) dq[c] = 0;
             SIM_LOOP(pass < 3 ? CNT_ATB_DS_MAXP : CNT_ATB_DS, L);
         ATB_DS:  // one listed key per cycle: dS for every head; pass 1 takes its maximum
                  // (comparator tree, one carried compare-select); passes 2-3 requantise it and
-                 // add dS k (lanes [0, C) of the multiplier array) to dq (registers) and dS^T q
-                 // (lanes [C_MAX, C_MAX + C)) to key j's dk rows: k from bank 1, the dk words
-                 // from banks 0, 2, 3 (read-modify-write as in ATB_DP): II=1 with the dependence
-                 // declared false
+                 // add dS k to dq (lanes [0, C) of the multiplier array, dq registers into their
+                 // post-adders: a one-pass recurrence) and dS^T q to key j's dk (lanes [C_MAX,
+                 // C_MAX + C)): k from bank 1, the dk words from banks 0, 2, 3 (read-modify-write
+                 // as in ATB_DP): II=1 with the dependence declared false
             for (int jj = 0; jj < L; jj++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
@@ -321,23 +336,26 @@ ATB_PASS:
                 }
                 if (pass >= 2) {
                     q16_t a[MAC_LANES], b[MAC_LANES];
-                    prod_t prod[MAC_LANES];
+                    acc_t cin[MAC_LANES], prod[MAC_LANES];
                     for (int l = 0; l < MAC_LANES; l++) {
                         a[l] = 0;
                         b[l] = 0;
+                        cin[l] = 0;
                     }
                     for (int c = 0; c < CFG_MAX_DIM; c++)
                         if (c < C) {
                             const q16_t ds_c = dsq[c >> (2 * sc)];
                             a[c] = ds_c;
                             b[c] = tok_lane(tok[1][j], c);
+                            cin[c] = dq[c];
                             a[CFG_MAX_DIM + c] = ds_c;
                             b[CFG_MAX_DIM + c] = qrow[c];
                         }
-                    mac_products(a, b, prod);  // the engine's one multiplier array (mac_array.h)
+                    atb_acc_load(tok, false, j, C, cin, CFG_MAX_DIM);  // dk[j] into the lanes' adders
+                    mac_products(a, b, cin, prod);                   // the engine's one multiplier array
                     for (int c = 0; c < CFG_MAX_DIM; c++)
-                        if (c < C) dq[c] += prod[c];
-                    atb_acc_add(tok, false, j, prod, CFG_MAX_DIM, C);
+                        if (c < C) dq[c] = prod[c];
+                    atb_acc_store(tok, false, j, C, prod, CFG_MAX_DIM);
                 }
             }
             if (pass == 2) {
