@@ -13,13 +13,18 @@
 //           and its 48-bit dk / dv accumulators
 //   mc_acc  the matrix core's accumulators (LINEAR, LINEAR_BWD_DX, LINEAR_BWD_DW)
 //   tab     table replicas: ATTENTION's exp knots, GELU's gelu knots, GELU_BWD's gelu' knots
+//   vrow, vrow32, vwide  the vector unit's row buffers: the rows of ADD, LAYERNORM, GELU and
+//           their backward ops, GRAD_ADD, GRAD_REQUANT, SGD, CE_GRAD, SCATTER, LINEAR's bias
+//           and LINEAR_BWD_DW's db
 //
-// Small per-row buffers (one query row's scores, one LayerNorm row, ...) stay local to their
-// op: bench/hls_resources.py counts them per op.
+// The attention's per-row state (one query row's scores, exp values and probabilities), the
+// index lists and a few small tables stay local to their op: bench/hls_resources.py counts
+// them per op.
 #ifndef TRILEVEL_BUFFERS_H
 #define TRILEVEL_BUFFERS_H
 
 #include "fixed.h"
+#include "memory.h"
 
 // ---- the matrix core's operand panels (LINEAR and its backward)
 static const int LIN_K_WORDS = (CFG_MAX_K + CFG_I16_PER_WORD - 1) / CFG_I16_PER_WORD;  // beats of one X/W row
@@ -70,7 +75,18 @@ static const int TAB_COPIES = TAB_ATTN_COPIES > TAB_VU_COPIES ? TAB_ATTN_COPIES 
 static const int TAB_HALF = (LUT_MAX_KNOTS + 1) / 2;
 static_assert(CFG_VU_LANES % 2 == 0, "vector lanes come in pairs (one dual-port table replica each)");
 
+// ---- the vector unit's row buffers: the longest row any vector op keeps (GELU's hidden width,
+// SGD's weight rows, ADD's and CE_GRAD's rows), cyclic over VU_LANES banks
+static const int VROW_LEN = CFG_MAX_HIDDEN > CFG_MAX_K ? (CFG_MAX_HIDDEN > CFG_MAX_OUT ? CFG_MAX_HIDDEN : CFG_MAX_OUT)
+                                                       : (CFG_MAX_K > CFG_MAX_OUT ? CFG_MAX_K : CFG_MAX_OUT);
+static const int VROWS = 4;    // int16 rows (LAYERNORM: gamma, beta, x, y; its backward: gamma, dy, dx, dbeta)
+static const int VROWS32 = 3;  // int32 rows (LAYERNORM_BWD: n, dn, dbeta sums)
+static_assert(CFG_VU_LANES >= CFG_I16_PER_WORD, "a load writes one beat's lanes into distinct banks");
+static_assert(CFG_MAX_DIM <= VROW_LEN, "LayerNorm rows fit the vector rows");
+
 typedef word_t tok_bank_t[TOK_DEPTH][TOK_BEATS];
+typedef q16_t vrow_t[VROW_LEN];
+typedef i32_t vrow32_t[VROW_LEN];
 typedef knot_t tab_copy_t[2][TAB_HALF];  // [parity][knot / 2]
 
 struct EngineBuffers {
@@ -89,6 +105,12 @@ struct EngineBuffers {
     acc_t mc_acc[CFG_MC_ROWS][CFG_MC_COLS];
     /// TAB_COPIES table copies, each split by knot parity. Partition: complete on dims 1 and 2.
     knot_t tab[TAB_COPIES][2][TAB_HALF];
+    /// The vector unit's rows. Partition: complete on dim 1, cyclic by VU_LANES on dim 2, so a
+    /// lane group (VU_LANES consecutive elements) reads or writes one element per bank and a
+    /// load writes a beat's CFG_I16_PER_WORD lanes into distinct banks: every vector op's II=1.
+    q16_t vrow[VROWS][VROW_LEN];
+    i32_t vrow32[VROWS32][VROW_LEN];
+    wide_t vwide[CFG_MAX_DIM];  // cyclic by VU_LANES (LAYERNORM_BWD's dgamma sums)
 };
 
 /// Lane `lane` (0..CFG_I16_PER_WORD-1) of a beat as an int16.

@@ -38,22 +38,22 @@ static ap_uint<32> dispatch(word_t* mem, const word_t* wmem, ap_uint<32> mem_byt
         case OP_LOAD_LUT: return op_load_lut(mem, mem_bytes, d, luts);
         case OP_LINEAR: return op_linear(mem, wmem, mem_bytes, d, buf);
         case OP_PATCHIFY: return op_patchify(mem, mem_bytes, d);
-        case OP_ADD: return op_add(mem, wmem, mem_bytes, d);
-        case OP_LAYERNORM: return op_layernorm(mem, wmem, mem_bytes, d, luts);
+        case OP_ADD: return op_add(mem, wmem, mem_bytes, d, buf);
+        case OP_LAYERNORM: return op_layernorm(mem, wmem, mem_bytes, d, luts, buf);
         case OP_GELU: return op_gelu(mem, mem_bytes, d, luts, buf);
         case OP_ATTENTION: return op_attention(mem, mem_bytes, d, luts, buf);
         case OP_SELECT: return op_select(mem, mem_bytes, d);
         case OP_GATHER: return op_gather(mem, mem_bytes, d);
-        case OP_CE_GRAD: return op_ce_grad(mem, mem_bytes, d, luts);
+        case OP_CE_GRAD: return op_ce_grad(mem, mem_bytes, d, luts, buf);
         case OP_LINEAR_BWD_DX: return op_linear_bwd_dx(mem, wmem, mem_bytes, d, buf);
         case OP_LINEAR_BWD_DW: return op_linear_bwd_dw(mem, mem_bytes, d, buf);
-        case OP_LAYERNORM_BWD: return op_layernorm_bwd(mem, wmem, mem_bytes, d);
+        case OP_LAYERNORM_BWD: return op_layernorm_bwd(mem, wmem, mem_bytes, d, buf);
         case OP_GELU_BWD: return op_gelu_bwd(mem, mem_bytes, d, luts, buf);
         case OP_ATTENTION_BWD: return op_attention_bwd(mem, mem_bytes, d, buf);
-        case OP_GRAD_ADD: return op_grad_add(mem, mem_bytes, d);
-        case OP_SCATTER: return op_scatter(mem, mem_bytes, d);
-        case OP_GRAD_REQUANT: return op_grad_requant(mem, mem_bytes, d);
-        case OP_SGD: return op_sgd(mem, mem_bytes, d);
+        case OP_GRAD_ADD: return op_grad_add(mem, mem_bytes, d, buf);
+        case OP_SCATTER: return op_scatter(mem, mem_bytes, d, buf);
+        case OP_GRAD_REQUANT: return op_grad_requant(mem, mem_bytes, d, buf);
+        case OP_SGD: return op_sgd(mem, mem_bytes, d, buf);
         default: return ST_BAD_OPCODE;
     }
 }
@@ -88,6 +88,11 @@ void trilevel_engine(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, ap_
 #pragma HLS ARRAY_PARTITION variable = buf.mc_acc complete dim = 0
 #pragma HLS ARRAY_PARTITION variable = buf.tab complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = buf.tab complete dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf.vrow complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = buf.vrow cyclic factor = CFG_VU_LANES dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf.vrow32 complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = buf.vrow32 cyclic factor = CFG_VU_LANES dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf.vwide cyclic factor = CFG_VU_LANES dim = 1
     err_tag = 0;
     if (n_desc == 0 || n_desc > CFG_MAX_DESCRIPTORS || !tensor_ok(prog, n_desc, DESC_WORDS, DESC_WORDS, 4, mem_bytes)) {
         status = ST_BAD_PROGRAM;

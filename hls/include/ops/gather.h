@@ -10,6 +10,7 @@
 #ifndef TRILEVEL_OPS_GATHER_H
 #define TRILEVEL_OPS_GATHER_H
 
+#include "../buffers.h"
 #include "../desc.h"
 #include "../memory.h"
 
@@ -82,7 +83,7 @@ GATHER_COPY:
 /// AUX0: idx (N) int32, the gather's patch indices: strictly ascending, each < M (else
 ///       ST_BAD_INDEX before anything is written; the TA-Selector writes them so).
 /// Y:    the gradient of all rows (prefix + M patches, K) int16, row stride YS.
-inline ap_uint<32> op_scatter(word_t* mem, ap_uint<32> mem_bytes, const Desc& d) {
+inline ap_uint<32> op_scatter(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, EngineBuffers& buf) {
     const int M = int(d.u(DW_M));
     const int N = int(d.u(DW_N));
     const int K = int(d.u(DW_K));
@@ -106,7 +107,7 @@ SC_CHECK:  // one index per cycle against its predecessor: II=1 (the flag is an 
     }
     if (bad) return ST_BAD_INDEX;
 
-    q16_t row[CFG_MAX_DIM], zero[CFG_MAX_DIM];
+    vrow_t &row = buf.vrow[0], &zero = buf.vrow[1];  // the vector rows (buffers.h)
     for (int k = 0; k < CFG_MAX_DIM; k++) zero[k] = 0;
     int next = 0;  // the next kept row, walked in step with the ascending indices
     SIM_LOOP(CNT_SC_ROWS, pre + M);

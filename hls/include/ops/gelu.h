@@ -79,9 +79,7 @@ inline ap_uint<32> op_gelu(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, co
     knot_t(&tab)[TAB_COPIES][2][TAB_HALF] = buf.tab;
     gelu_copy_table(L.gelu, LUT_GELU_KNOTS, CNT_GELU_TABLE, tab);
 
-    q16_t x[CFG_MAX_HIDDEN], y[CFG_MAX_HIDDEN];
-#pragma HLS ARRAY_PARTITION variable = x cyclic factor = CFG_VU_LANES
-#pragma HLS ARRAY_PARTITION variable = y cyclic factor = CFG_VU_LANES
+    vrow_t &x = buf.vrow[0], &y = buf.vrow[1];  // the vector rows (buffers.h)
     const int groups = (n + CFG_VU_LANES - 1) / CFG_VU_LANES;
 GELU_ROWS:
     for (int r = 0; r < m; r++) {
@@ -154,10 +152,7 @@ inline ap_uint<32> op_gelu_bwd(word_t* mem, ap_uint<32> mem_bytes, const Desc& d
 
     knot_t(&tab)[TAB_COPIES][2][TAB_HALF] = buf.tab;
     gelu_copy_table(L.gelu_grad, LUT_GELU_GRAD_KNOTS, CNT_GB_TABLE, tab);
-    q16_t dy[CFG_MAX_HIDDEN], x[CFG_MAX_HIDDEN], out[CFG_MAX_HIDDEN];
-#pragma HLS ARRAY_PARTITION variable = dy cyclic factor = CFG_VU_LANES dim = 1
-#pragma HLS ARRAY_PARTITION variable = x cyclic factor = CFG_VU_LANES dim = 1
-#pragma HLS ARRAY_PARTITION variable = out cyclic factor = CFG_VU_LANES dim = 1
+    vrow_t &dy = buf.vrow[0], &x = buf.vrow[1], &out = buf.vrow[2];  // the vector rows (buffers.h)
     const int groups = (N + CFG_VU_LANES - 1) / CFG_VU_LANES;
     wide_t mx = 0;
     int f = ABI_FRAC_MAX, shift = 0;

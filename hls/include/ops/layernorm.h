@@ -14,6 +14,7 @@
 #ifndef TRILEVEL_OPS_LAYERNORM_H
 #define TRILEVEL_OPS_LAYERNORM_H
 
+#include "../buffers.h"
 #include "../desc.h"
 #include "../memory.h"
 #include "grad_format.h"
@@ -40,7 +41,8 @@ LN_TREE:
 /// mantissa is exact). Flag CACHE: AUX0 int32 n (M, K) row stride AS, at 14 fractional bits;
 /// AUX1 int32 (M, 2) (r, sh) per row, one beat per row (2 values padded to CFG_I32_PER_WORD).
 /// M <= CFG_MAX_TOKENS, K <= CFG_MAX_DIM.
-inline ap_uint<32> op_layernorm(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d, const Luts& L) {
+inline ap_uint<32> op_layernorm(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d, const Luts& L,
+                                EngineBuffers& buf) {
     const ap_uint<32> m_u = d.u(DW_M), k_u = d.u(DW_K);
     if (m_u == 0 || m_u > CFG_MAX_TOKENS || k_u == 0 || k_u > CFG_MAX_DIM) return ST_BAD_SIZE;
     const int m = int(m_u), k = int(k_u);
@@ -57,14 +59,10 @@ inline ap_uint<32> op_layernorm(word_t* mem, const word_t* wmem, ap_uint<32> mem
     const addr_t x_addr = d.u(DW_X), y_addr = d.u(DW_Y), n_addr = d.u(DW_AUX0), rs_addr = d.u(DW_AUX1);
     const addr_t xs = d.u(DW_XS), ys = d.u(DW_YS), as = d.u(DW_AS);
 
-    q16_t gamma[CFG_MAX_DIM], beta[CFG_MAX_DIM], x[CFG_MAX_DIM], y[CFG_MAX_DIM];
-    i32_t nrow[CFG_MAX_DIM];
+    // the vector rows (buffers.h), cyclic by VU_LANES
+    vrow_t &gamma = buf.vrow[0], &beta = buf.vrow[1], &x = buf.vrow[2], &y = buf.vrow[3];
+    vrow32_t& nrow = buf.vrow32[0];
     i32_t rs[CFG_I32_PER_WORD];
-#pragma HLS ARRAY_PARTITION variable = gamma cyclic factor = CFG_VU_LANES
-#pragma HLS ARRAY_PARTITION variable = beta cyclic factor = CFG_VU_LANES
-#pragma HLS ARRAY_PARTITION variable = x cyclic factor = CFG_VU_LANES
-#pragma HLS ARRAY_PARTITION variable = y cyclic factor = CFG_VU_LANES
-#pragma HLS ARRAY_PARTITION variable = nrow cyclic factor = CFG_VU_LANES
 #pragma HLS ARRAY_PARTITION variable = rs complete
     load_i16<CFG_MAX_DIM>(wmem, d.u(DW_W), k, gamma);
     load_i16<CFG_MAX_DIM>(wmem, d.u(DW_B), k, beta);
@@ -166,7 +164,8 @@ LN_ROWS:
 /// Y:    dx (M, K) int16, row stride YS, dynamic format -> slot F1.
 /// AUX2: dgamma (K) int16 -> slot F2.   B: dbeta (K) int16 -> slot F3.   AUX3: format table.
 /// A cache row with r outside (0, 2^25] or sh - 24 outside [0, ABI_MAX_SHIFT] is ST_BAD_PARAM.
-inline ap_uint<32> op_layernorm_bwd(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d) {
+inline ap_uint<32> op_layernorm_bwd(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d,
+                                    EngineBuffers& buf) {
     const int M = int(d.u(DW_M));
     const int K = int(d.u(DW_K));
     const int fg = d.s(DW_SH0);
@@ -195,20 +194,12 @@ LNB_LOAD_RS:
     }
     if (bad) return ST_BAD_PARAM;
 
-    static q16_t g[CFG_MAX_DIM];
-#pragma HLS ARRAY_PARTITION variable = g cyclic factor = CFG_VU_LANES dim = 1
+    // The vector rows (buffers.h), cyclic by VU_LANES. dn = dy gamma (|dn| <= 2^30) and the
+    // dbeta sums (|sum dy| <= M 2^15 < 2^23) fit 32 bits; the dgamma sums need the wide row.
+    vrow_t &g = buf.vrow[0], &dy = buf.vrow[1], &out = buf.vrow[2], &outb = buf.vrow[3];
+    vrow32_t &n = buf.vrow32[0], &dn = buf.vrow32[1], &db = buf.vrow32[2];
+    wide_t(&dg)[CFG_MAX_DIM] = buf.vwide;
     load_i16<CFG_MAX_DIM>(wmem, d.u(DW_W), K, g);
-    static wide_t dg[CFG_MAX_DIM], db[CFG_MAX_DIM];
-#pragma HLS ARRAY_PARTITION variable = dg cyclic factor = CFG_VU_LANES dim = 1
-#pragma HLS ARRAY_PARTITION variable = db cyclic factor = CFG_VU_LANES dim = 1
-    q16_t dy[CFG_MAX_DIM];
-#pragma HLS ARRAY_PARTITION variable = dy cyclic factor = CFG_VU_LANES dim = 1
-    i32_t n[CFG_MAX_DIM];
-#pragma HLS ARRAY_PARTITION variable = n cyclic factor = CFG_VU_LANES dim = 1
-    wide_t dn[CFG_MAX_DIM];
-#pragma HLS ARRAY_PARTITION variable = dn cyclic factor = CFG_VU_LANES dim = 1
-    q16_t out[CFG_MAX_DIM];
-#pragma HLS ARRAY_PARTITION variable = out cyclic factor = CFG_VU_LANES dim = 1
 
     const int facc = fdy + fg - (fx + ABI_LN_EXTRA_FRAC) + of;
     const int groups = (K + CFG_VU_LANES - 1) / CFG_VU_LANES;
@@ -236,14 +227,15 @@ LNB_PASS:
                 for (int l = 0; l < CFG_VU_LANES; l++) {
                     const int k = k0 + l;
                     if (k < K) {
-                        dn[k] = wide_t(dy[k]) * g[k];
-                        s1 += dn[k];
-                        s2 += dn[k] * n[k];
+                        const wide_t dnk = wide_t(dy[k]) * g[k];
+                        dn[k] = i32_t(dnk);
+                        s1 += dnk;
+                        s2 += dnk * n[k];
                         if (pass == 0) {
                             const wide_t dgk = i == 0 ? wide_t(0) : dg[k];
-                            const wide_t dbk = i == 0 ? wide_t(0) : db[k];
+                            const wide_t dbk = i == 0 ? wide_t(0) : wide_t(db[k]);
                             dg[k] = dgk + wide_t(dy[k]) * n[k];
-                            db[k] = dbk + dy[k];
+                            db[k] = i32_t(dbk + dy[k]);
                         }
                     }
                 }
@@ -262,7 +254,7 @@ LNB_PASS:
                 for (int l = 0; l < CFG_VU_LANES; l++) {
                     const int k = k0 + l;
                     if (k < K) {
-                        const wide_t t = dn[k] - m1 - rshift_round(wide_t(n[k]) * m2, ABI_NORM_FRAC);
+                        const wide_t t = wide_t(dn[k]) - m1 - rshift_round(wide_t(n[k]) * m2, ABI_NORM_FRAC);
                         const wide_t v = rshift_round(t * r, sv);
                         if (pass == 0)
                             mx = max_abs(mx, v);
@@ -293,8 +285,6 @@ LNB_PARAM_MAX:  // VU_LANES columns per cycle, two comparator trees: II=1
     }
     const int fdg = dynamic_frac(mg, fdy + ABI_NORM_FRAC), fdb = dynamic_frac(mb, fdy);
     const int sg = requant_shift(fdy + ABI_NORM_FRAC, fdg), sb = requant_shift(fdy, fdb);
-    q16_t outb[CFG_MAX_DIM];
-#pragma HLS ARRAY_PARTITION variable = outb cyclic factor = CFG_VU_LANES dim = 1
     SIM_LOOP(CNT_LNB_PARAM_OUT, groups);
 LNB_PARAM_OUT:  // VU_LANES columns per cycle, independent: II=1
     for (int k0 = 0; k0 < K; k0 += CFG_VU_LANES) {

@@ -180,8 +180,7 @@ inline ap_uint<32> op_linear(word_t* mem, const word_t* wmem, ap_uint<32> mem_by
     // W), so the scheduler may start both in the same state (not checked by a synthesis run
     // yet; if it serialises them, the pair goes into a DATAFLOW region). C-sim runs them in
     // turn: same result.
-    static q16_t bias[CFG_MAX_OUT];
-#pragma HLS ARRAY_PARTITION variable = bias cyclic factor = CFG_VU_LANES
+    vrow_t& bias = buf.vrow[0];  // the vector rows (buffers.h), cyclic by VU_LANES
 
     // X on chip once per op: row r into bank r % MC_ROWS, slot r / MC_ROWS.
 LIN_LOAD_X_ROWS:
@@ -389,9 +388,8 @@ inline ap_uint<32> op_linear_bwd_dw(word_t* mem, ap_uint<32> mem_bytes, const De
     word_t(&xp)[CFG_MC_ROWS][XP_DEPTH] = buf.xpanel;
     tok_bank_t& dyp = buf.tok[0];
     acc_t(&acc)[CFG_MC_ROWS][CFG_MC_COLS] = buf.mc_acc;
-    // db: |sum dy| <= M 2^15 < 2^23, so 32 bits hold it exactly
-    static i32_t db[CFG_MAX_OUT];
-#pragma HLS ARRAY_PARTITION variable = db cyclic factor = CFG_MC_ROWS dim = 1
+    // db in a vector row (buffers.h): |sum dy| <= M 2^15 < 2^23, so 32 bits hold it exactly
+    vrow32_t& db = buf.vrow32[0];
     q16_t out[CFG_MC_COLS];
 #pragma HLS ARRAY_PARTITION variable = out complete dim = 1
 
@@ -501,7 +499,7 @@ LBW_PASS:
         // db was summed on chip in pass 0: one pass, written after its maximum is known
         const int fb = dynamic_frac(mb, fdy);
         const int sb = requant_shift(fdy, fb);
-        static q16_t dbq[CFG_MAX_OUT];
+        vrow_t& dbq = buf.vrow[0];
         SIM_LOOP(CNT_LBW_DB_OUT, N);
     LBW_DB_OUT:  // one element per cycle, independent: II=1
         for (int n = 0; n < N; n++) {
