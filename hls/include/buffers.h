@@ -29,9 +29,11 @@
 // ---- the matrix core's operand panels (LINEAR and its backward)
 static const int LIN_K_WORDS = (CFG_MAX_K + CFG_I16_PER_WORD - 1) / CFG_I16_PER_WORD;  // beats of one X/W row
 static const int LIN_ROW_TILES = (CFG_MAX_TOKENS + CFG_MC_ROWS - 1) / CFG_MC_ROWS;     // row tiles of X
-static const int XP_DEPTH = LIN_ROW_TILES * LIN_K_WORDS;                               // beats per xpanel bank
 // LINEAR_BWD_DW keeps x by beats: beat b of token m in bank b % MC_ROWS, word m XW_ROW + b / MC_ROWS
 static const int XW_ROW = (LIN_K_WORDS + CFG_MC_ROWS - 1) / CFG_MC_ROWS;
+// beats per xpanel bank: LINEAR's X tiles, or LINEAR_BWD_DW's x by beats, whichever is deeper
+static const int XP_DEPTH = LIN_ROW_TILES * LIN_K_WORDS > CFG_MAX_TOKENS * XW_ROW ? LIN_ROW_TILES * LIN_K_WORDS
+                                                                                : CFG_MAX_TOKENS * XW_ROW;
 
 // ---- the token store: TOK_BANKS banks of TOK_DEPTH rows of CFG_MAX_DIM int16 (TOK_BEATS beats)
 static const int TOK_BANKS = CFG_ATTN_KEYS;
@@ -125,6 +127,22 @@ inline q16_t tok_lane(const word_t row[TOK_BEATS], int c) {
     return beat_lane(row[c / CFG_I16_PER_WORD], c % CFG_I16_PER_WORD);
 }
 
+/// Channels 0..CFG_MAX_DIM-1 of a token-store row, 0 from channel C on (a whole row read:
+/// every beat split into its lanes once, through 64-bit halves).
+inline void tok_unpack(const word_t row[TOK_BEATS], int C, q16_t v[CFG_MAX_DIM]) {
+#pragma HLS INLINE
+TOK_UNPACK:
+    for (int b = 0; b < TOK_BEATS; b++) {
+        for (int h = 0; h < CFG_AXI_BITS / 64; h++) {
+            const unsigned long long u = row[b].range(64 * h + 63, 64 * h).to_uint64();
+            for (int j = 0; j < 4; j++) {
+                const int c = b * CFG_I16_PER_WORD + 4 * h + j;
+                v[c] = c < C ? q16_t(short(u >> (16 * j))) : q16_t(0);
+            }
+        }
+    }
+}
+
 /// A row of CFG_MAX_DIM int16 values as TOK_BEATS beats (for whole-row writes).
 inline void tok_pack(const q16_t v[CFG_MAX_DIM], word_t row[TOK_BEATS]) {
 #pragma HLS INLINE
@@ -135,36 +153,45 @@ TOK_PACK:
 }
 
 // A 48-bit accumulator row: value c at bits [48 c, 48 c + 48) of the row's beats (low beat
-// first), so ACC_GROUP values fill ACC_WORDS beats exactly.
+// first), so ACC_GROUP values fill ACC_WORDS beats exactly. A group is handled as 64-bit words
+// (constant bit selects in hardware, native integers in C-sim).
 static const int ACC_GROUP = CFG_I16_PER_WORD;  // values per group of ACC_WORDS beats
-static_assert(ACC_CH % ACC_GROUP == 0, "accumulator groups tile a row");
-typedef ap_uint<CFG_AXI_BITS * ACC_WORDS> acc_group_t;
+static const int ACC_U64 = ACC_WORDS * CFG_AXI_BITS / 64;
+static_assert(ACC_CH % ACC_GROUP == 0 && CFG_AXI_BITS % 64 == 0 && CFG_ACC_BITS <= 64, "accumulator groups tile a row");
+typedef unsigned long long acc_u64_t;
 
-/// Group g of a row (values ACC_GROUP g ..) as one wide word.
-inline acc_group_t acc_group_read(const word_t row[TOK_BEATS], int g) {
+/// Values ACC_GROUP g .. ACC_GROUP g + ACC_GROUP - 1 of an accumulator row.
+inline void acc_group_unpack(const word_t row[TOK_BEATS], int g, acc_t v[ACC_GROUP]) {
 #pragma HLS INLINE
-    acc_group_t u = 0;
-    for (int w = 0; w < ACC_WORDS; w++)
-        u.range(CFG_AXI_BITS * w + CFG_AXI_BITS - 1, CFG_AXI_BITS * w) = row[ACC_WORDS * g + w];
-    return u;
+    acc_u64_t w[ACC_U64 + 1];
+    for (int b = 0; b < ACC_WORDS; b++)
+        for (int h = 0; h < CFG_AXI_BITS / 64; h++)
+            w[b * (CFG_AXI_BITS / 64) + h] = row[ACC_WORDS * g + b].range(64 * h + 63, 64 * h).to_uint64();
+    w[ACC_U64] = 0;
+    for (int k = 0; k < ACC_GROUP; k++) {
+        const int bit = CFG_ACC_BITS * k, i = bit / 64, off = bit % 64;
+        acc_u64_t u = w[i] >> off;
+        if (off + CFG_ACC_BITS > 64) u |= w[i + 1] << (64 - off);
+        const long long s = (long long)(u << (64 - CFG_ACC_BITS)) >> (64 - CFG_ACC_BITS);  // sign-extend
+        v[k] = acc_t(s);
+    }
 }
 
-/// The inverse of acc_group_read.
-inline void acc_group_write(word_t row[TOK_BEATS], int g, const acc_group_t& u) {
+/// The inverse of acc_group_unpack.
+inline void acc_group_pack(const acc_t v[ACC_GROUP], word_t row[TOK_BEATS], int g) {
 #pragma HLS INLINE
-    for (int w = 0; w < ACC_WORDS; w++)
-        row[ACC_WORDS * g + w] = u.range(CFG_AXI_BITS * w + CFG_AXI_BITS - 1, CFG_AXI_BITS * w);
-}
-
-/// Value k of a group.
-inline acc_t acc_group_get(const acc_group_t& u, int k) {
-#pragma HLS INLINE
-    return acc_t(u.range(CFG_ACC_BITS * k + CFG_ACC_BITS - 1, CFG_ACC_BITS * k));
-}
-
-inline void acc_group_set(acc_group_t& u, int k, acc_t v) {
-#pragma HLS INLINE
-    u.range(CFG_ACC_BITS * k + CFG_ACC_BITS - 1, CFG_ACC_BITS * k) = ap_uint<CFG_ACC_BITS>(v);
+    acc_u64_t w[ACC_U64 + 1];
+    for (int i = 0; i <= ACC_U64; i++) w[i] = 0;
+    const acc_u64_t mask = (~0ull) >> (64 - CFG_ACC_BITS);
+    for (int k = 0; k < ACC_GROUP; k++) {
+        const int bit = CFG_ACC_BITS * k, i = bit / 64, off = bit % 64;
+        const acc_u64_t u = acc_u64_t(v[k].to_int64()) & mask;
+        w[i] |= u << off;
+        if (off + CFG_ACC_BITS > 64) w[i + 1] |= u >> (64 - off);
+    }
+    for (int b = 0; b < ACC_WORDS; b++)
+        for (int h = 0; h < CFG_AXI_BITS / 64; h++)
+            row[ACC_WORDS * g + b].range(64 * h + 63, 64 * h) = w[b * (CFG_AXI_BITS / 64) + h];
 }
 
 #endif

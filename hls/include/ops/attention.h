@@ -314,10 +314,12 @@ ATTN_ROWS:
             for (int u = 0; u < CFG_ATTN_KEYS; u++) {
                 const int l = g * CFG_ATTN_KEYS + u;
                 const int key = l >= len ? 0 : listed ? int(keys[l]) : l;
+                q16_t krow[CFG_MAX_DIM];
+                tok_unpack(tok[u][key], C, krow);
             ATTN_QK_CHANNEL:
                 for (int c = 0; c < CFG_MAX_DIM; c++) {
                     qa[u * CFG_MAX_DIM + c] = c < C ? q[c] : q16_t(0);
-                    kb[u * CFG_MAX_DIM + c] = c < C ? tok_lane(tok[u][key], c) : q16_t(0);
+                    kb[u * CFG_MAX_DIM + c] = krow[c];
                     zero[u * CFG_MAX_DIM + c] = 0;
                 }
             }
@@ -420,9 +422,11 @@ ATTN_ROWS:
             acc_t ca[MAC_LANES], prod[MAC_LANES];
         ATTN_PV_OPERANDS:
             for (int u = 0; u < CFG_ATTN_KEYS; u++) {
+                q16_t vrow[CFG_MAX_DIM];
+                tok_unpack(tok[u][TOK_V + key[u]], C, vrow);
                 for (int c = 0; c < CFG_MAX_DIM; c++) {
                     pa[u * CFG_MAX_DIM + c] = c < C ? p[u][c >> log2d] : q16_t(0);
-                    vb[u * CFG_MAX_DIM + c] = c < C ? tok_lane(tok[u][TOK_V + key[u]], c) : q16_t(0);
+                    vb[u * CFG_MAX_DIM + c] = vrow[c];
                     ca[u * CFG_MAX_DIM + c] = u == 0 && c < C ? acc[c] : acc_t(0);  // key 0's lane adds acc
                 }
             }

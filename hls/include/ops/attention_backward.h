@@ -61,10 +61,7 @@ ATB_ACC_LOAD:
     for (int w = 0; w < ACC_WORDS; w++)
         for (int g = 0; g < ACC_CH / ACC_GROUP; g++) {
             const int c0 = w * ACC_CH + g * ACC_GROUP;
-            if (c0 < C) {
-                const acc_group_t u = acc_group_read(tok[atb_acc_bank(dv, w)][atb_acc_row(dv, w, j)], g);
-                for (int k = 0; k < ACC_GROUP; k++) c[base + c0 + k] = acc_group_get(u, k);
-            }
+            if (c0 < C) acc_group_unpack(tok[atb_acc_bank(dv, w)][atb_acc_row(dv, w, j)], g, c + base + c0);
         }
 }
 
@@ -76,11 +73,7 @@ ATB_ACC_STORE:
     for (int w = 0; w < ACC_WORDS; w++)
         for (int g = 0; g < ACC_CH / ACC_GROUP; g++) {
             const int c0 = w * ACC_CH + g * ACC_GROUP;
-            if (c0 < C) {
-                acc_group_t u = 0;
-                for (int k = 0; k < ACC_GROUP; k++) acc_group_set(u, k, p[base + c0 + k]);
-                acc_group_write(tok[atb_acc_bank(dv, w)][atb_acc_row(dv, w, j)], g, u);
-            }
+            if (c0 < C) acc_group_pack(p + base + c0, tok[atb_acc_bank(dv, w)][atb_acc_row(dv, w, j)], g);
         }
 }
 
@@ -91,9 +84,10 @@ inline void atb_acc_read(const word_t tok[TOK_BANKS][TOK_DEPTH][TOK_BEATS], bool
     for (int w = 0; w < ACC_WORDS; w++)
         for (int g = 0; g < ACC_CH / ACC_GROUP; g++) {
             const int c0 = w * ACC_CH + g * ACC_GROUP;
-            const acc_group_t u = c0 < C ? acc_group_read(tok[atb_acc_bank(dv, w)][atb_acc_row(dv, w, j)], g)
-                                         : acc_group_t(0);
-            for (int k = 0; k < ACC_GROUP; k++) v[c0 + k] = acc_group_get(u, k);
+            if (c0 < C)
+                acc_group_unpack(tok[atb_acc_bank(dv, w)][atb_acc_row(dv, w, j)], g, v + c0);
+            else
+                for (int k = 0; k < ACC_GROUP; k++) v[c0 + k] = 0;
         }
 }
 
@@ -254,11 +248,12 @@ ATB_PASS:
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
                     const int j = dense_row || jj < pre ? jj : pre + int(lst[jj - pre]);
-                    q16_t a[MAC_LANES], b[MAC_LANES];
+                    q16_t a[MAC_LANES], b[MAC_LANES], v[CFG_MAX_DIM];
                     acc_t zero[MAC_LANES], prod[MAC_LANES];
+                    tok_unpack(tok[0][j], C, v);
                     for (int l = 0; l < MAC_LANES; l++) {
                         a[l] = l < C ? dout[l] : q16_t(0);
-                        b[l] = l < C ? tok_lane(tok[0][j], l) : q16_t(0);
+                        b[l] = l < C ? v[l] : q16_t(0);
                         zero[l] = 0;
                     }
                     mac_products(a, b, zero, prod);  // the engine's one multiplier array (mac_array.h)
@@ -274,7 +269,7 @@ ATB_PASS:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_HEADS
                 load_i16<CFG_MAX_TOKENS>(mem, d.u(DW_AUX2) + (ap_uint<32>(h) * M + i) * ps * 2, L, p[h]);
             }
-            for (int c = 0; c < CFG_MAX_DIM; c++) qrow[c] = tok_lane(tok[i % TOK_BANKS][TOK_Q + i / TOK_BANKS], c);
+            tok_unpack(tok[i % TOK_BANKS][TOK_Q + i / TOK_BANKS], C, qrow);
             for (int h = 0; h < CFG_MAX_HEADS; h++) rowdot[h] = 0;
             SIM_LOOP(pass < 3 ? CNT_ATB_DP_MAXP : CNT_ATB_DP, L);
         ATB_DP:  // one listed key per cycle: dP for every head (lanes [0, C) of the multiplier
@@ -289,17 +284,18 @@ ATB_PASS:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
 #pragma HLS DEPENDENCE variable = tok inter false
                 const int j = dense_row || jj < pre ? jj : pre + int(lst[jj - pre]);
-                q16_t a[MAC_LANES], b[MAC_LANES];
+                q16_t a[MAC_LANES], b[MAC_LANES], v[CFG_MAX_DIM];
                 acc_t cin[MAC_LANES], prod[MAC_LANES];
                 for (int l = 0; l < MAC_LANES; l++) {
                     a[l] = 0;
                     b[l] = 0;
                     cin[l] = 0;
                 }
+                tok_unpack(tok[0][j], C, v);
                 for (int c = 0; c < CFG_MAX_DIM; c++)
                     if (c < C) {
                         a[c] = dout[c];
-                        b[c] = tok_lane(tok[0][j], c);
+                        b[c] = v[c];
                         a[CFG_MAX_DIM + c] = p[c >> (2 * sc)][jj];
                         b[CFG_MAX_DIM + c] = dout[c];
                     }
@@ -335,18 +331,19 @@ ATB_PASS:
                     dsq[h] = sat16(rshift_round(ds, sh_s));
                 }
                 if (pass >= 2) {
-                    q16_t a[MAC_LANES], b[MAC_LANES];
+                    q16_t a[MAC_LANES], b[MAC_LANES], k[CFG_MAX_DIM];
                     acc_t cin[MAC_LANES], prod[MAC_LANES];
                     for (int l = 0; l < MAC_LANES; l++) {
                         a[l] = 0;
                         b[l] = 0;
                         cin[l] = 0;
                     }
+                    tok_unpack(tok[1][j], C, k);
                     for (int c = 0; c < CFG_MAX_DIM; c++)
                         if (c < C) {
                             const q16_t ds_c = dsq[c >> (2 * sc)];
                             a[c] = ds_c;
-                            b[c] = tok_lane(tok[1][j], c);
+                            b[c] = k[c];
                             cin[c] = dq[c];
                             a[CFG_MAX_DIM + c] = ds_c;
                             b[CFG_MAX_DIM + c] = qrow[c];
