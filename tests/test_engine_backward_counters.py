@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from backward_harness import attention_case, format_table, grad, run_attn, slots
 from engine_harness import Program, engine
+from trilevel_host.engine.abi import config
 
 
 def beats(n: int, per_beat: int = 8) -> int:
@@ -34,7 +35,7 @@ def test_linear_dx_max_pass_repeats_the_tiles_and_the_weight_stream():
          WS=tw.stride, YS=ty.stride, SH0=12, P3=slots(0, 1))  # fmt: skip
     r, c = counted(p.run)
     assert r.ok
-    tiles = beats(K, 64) * beats(M, 32)
+    tiles = beats(K, config()["MC_COLS"]) * beats(M, config()["MC_ROWS"])
     assert c["LBX_MAC"] == c["LBX_MAC_MAXP"] == (tiles * N, tiles)
     assert c["LBX_DRAIN"] == c["LBX_DRAIN_MAXP"] == (beats(K, 64) * M, tiles)
     w_stream = N * (beats(64) + beats(K - 64))  # two column panels of W per pass
