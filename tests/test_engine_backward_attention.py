@@ -1,6 +1,8 @@
 """C-sim OP_ATTENTION_BWD against reference ops_backward.attention_backward, dense and over
 connection lists (R_A 0.3). The probabilities come from the numpy forward, written in the
-forward's PROBS layout: row (h, i) holds p over row i's key list (hls/README.md, ATTENTION)."""
+forward's PROBS layout: row (h, i) holds p over row i's key list (hls/README.md, ATTENTION).
+Over lists, dP's format comes from the computed (row, key) pairs only: the reference gets the
+forward's connection mask."""
 
 from __future__ import annotations
 
@@ -10,6 +12,13 @@ from backward_harness import GARBAGE, attention_case, format_table, garbage, gra
 from engine_harness import Program
 from trilevel_host.engine.abi import config
 from trilevel_host.reference import ops_backward as B
+from trilevel_host.reference import ops_forward as F
+
+
+def reference(dctx, fdctx, qkv, fqkv, probs, H, conn, prefix=1):
+    mask = None if conn is None else F.connection_mask(conn[None], prefix)
+    dqkv, f = B.attention_backward(dctx[None], fdctx, qkv[None], fqkv, probs[None], H, mask)
+    return dqkv[0], f
 
 
 def check(rng, M, C, H, attn_keep=None, bits=15, fdctx=14, qkv_bits=11, fqkv=12):
@@ -17,8 +26,8 @@ def check(rng, M, C, H, attn_keep=None, bits=15, fdctx=14, qkv_bits=11, fqkv=12)
     dctx = grad(rng, (M, C), bits)
     p, r = run_attn(dctx, fdctx, qkv, fqkv, H, probs, conn)
     assert r.ok, r.status_name
-    dqkv, f = B.attention_backward(dctx[None], fdctx, qkv[None], fqkv, probs[None], H)
-    np.testing.assert_array_equal(p.read("dqkv"), dqkv[0])
+    dqkv, f = reference(dctx, fdctx, qkv, fqkv, probs, H, conn)
+    np.testing.assert_array_equal(p.read("dqkv"), dqkv)
     assert p.read("fmt")[0, 3] == f
     return p
 
@@ -44,6 +53,28 @@ def test_peaked_and_flat_attention(fqkv, qkv_bits):
 def test_many_tokens_sparse():
     """197 tokens (DeiT at 224x224), one head of 64, lists at R_A 0.3."""
     check(np.random.default_rng(197), 197, 64, 1, attn_keep=0.3, fdctx=18)
+
+
+def test_dp_format_ignores_pruned_pairs():
+    """A pruned (row, key) pair with by far the largest |dP|: the engine never computes it, and
+    the format of dP (so every gradient bit after it) follows the computed pairs alone."""
+    M, C, H, fdctx, fqkv = 17, 32, 2, 14, 12
+    rng = np.random.default_rng(4)
+    qkv, conn, probs = attention_case(rng, M, C, H, attn_keep=0.3, qkv_bits=6, fqkv=fqkv)
+    row = 5  # a patch row, and a patch key its list does not hold
+    key = 1 + int(np.setdiff1d(np.arange(M - 1), conn[row - 1])[0])
+    qkv[key, 2 * C :] = 30000  # v of that key: huge
+    _, probs, _ = F.attention(qkv[None], fqkv, H, 10, F.connection_mask(conn[None], 1))
+    probs = probs[0]
+    dctx = grad(rng, (M, C), 4)
+    dctx[row] = 30000  # so dP[row, key] is the largest |dP| by far, and pruned
+    dense_rule, f_dense = B.attention_backward(dctx[None], fdctx, qkv[None], fqkv, probs[None], H)
+    sparse_rule, f_sparse = reference(dctx, fdctx, qkv, fqkv, probs, H, conn)
+    assert (f_sparse, sparse_rule.tolist()) != (f_dense, dense_rule[0].tolist())  # the rule matters here
+    p, r = run_attn(dctx, fdctx, qkv, fqkv, H, probs, conn)
+    assert r.ok
+    np.testing.assert_array_equal(p.read("dqkv"), sparse_rule)
+    assert p.read("fmt")[0, 3] == f_sparse
 
 
 def test_zero_gradient():

@@ -92,3 +92,29 @@ def test_golden_training_step_is_reproduced_bit_for_bit():
     for name in ref.w:
         np.testing.assert_array_equal(ref.w[name], pkg.golden(f"train/updated/{name}")[0], err_msg=name)
         np.testing.assert_array_equal(ref.master[name], pkg.golden(f"train/master/{name}")[0], err_msg=name)
+
+
+def test_attention_backward_takes_dp_format_from_the_computed_pairs():
+    """dP's format follows the (row, key) pairs the forward computed: a full mask is the dense
+    rule, and a pruned pair holding the largest |dP| no longer coarsens the gradient."""
+    from trilevel_host.reference import ops_backward as B
+    from trilevel_host.reference import ops_forward as F
+
+    rng = np.random.default_rng(0)
+    M, C, H = 9, 32, 2
+    conn = np.stack([np.sort(rng.choice(M - 1, 3, replace=False)) for _ in range(M - 1)])
+    mask = F.connection_mask(conn[None], 1)  # (1, 1, M, M)
+    qkv = rng.integers(-64, 64, (1, M, 3 * C))
+    row, key = 4, 1 + int(np.setdiff1d(np.arange(M - 1), conn[3])[0])  # a pruned pair of a patch row
+    qkv[0, key, 2 * C :] = 20000
+    _, probs, _ = F.attention(qkv, 10, H, 10, mask)
+    dctx = rng.integers(-64, 64, (1, M, C))
+    dctx[0, row] = 20000
+    full = np.ones_like(mask)
+    np.testing.assert_array_equal(
+        B.attention_backward(dctx, 12, qkv, 10, probs, H, full)[0],
+        B.attention_backward(dctx, 12, qkv, 10, probs, H)[0],
+    )
+    dense, f_dense = B.attention_backward(dctx, 12, qkv, 10, probs, H)
+    sparse, f_sparse = B.attention_backward(dctx, 12, qkv, 10, probs, H, mask)
+    assert f_sparse >= f_dense and (f_sparse, sparse.tolist()) != (f_dense, dense.tolist())

@@ -25,8 +25,12 @@
 #define CFG_MAX_PREFIX 1       // [CLS]
 
 // ---- matrix core: an output-stationary MC_ROWS x MC_COLS array of 16x16-bit MACs with
-// 48-bit accumulators, K streamed one step per cycle. 32 x 64 = 2048 DSP48E2.
-#define CFG_MC_ROWS 32         // token rows of one output tile
+// 48-bit accumulators, K streamed one step per cycle. 28 x 64 = 1792 DSP48E2: the one
+// multiplier array of every matmul (mac_array.h). 32 rows (2048 DSPs) do not fit the ZU9EG
+// beside the forward and backward vector units (bench/hls_resources.py: 97% of the DSPs);
+// 28 still holds the attention's 4 keys x 384 channels and costs DeiT at 197 tokens one
+// row tile more (8 of 28 instead of 7 of 32: hls/README.md, "Resource budget").
+#define CFG_MC_ROWS 28         // token rows of one output tile
 #define CFG_MC_COLS 64         // output features of one output tile
 
 // ---- attention row engine: one query row at a time, all heads in parallel over the C

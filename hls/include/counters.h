@@ -24,6 +24,7 @@
 #define CNT_LN_NORM 18      // LAYERNORM: CFG_VU_LANES normalised outputs per iteration
 #define CNT_GELU_TABLE 19   // GELU: table knots copied into the lane replicas, one per iteration
 #define CNT_GELU 20         // GELU: CFG_VU_LANES outputs per iteration
+#define CNT_ATTN_V_LOAD 21  // ATTENTION with C <= 2: V rows written after the K|V load (one token per iteration)
 // OP_ATTENTION (ops/attention.h): per op, per query row
 #define CNT_ATTN_EXP_COPY 24     // exp knots copied on chip (per op)
 #define CNT_ATTN_KV_LOAD 25      // qkv beats read into the K/V copies (per op)
@@ -69,7 +70,7 @@
 #define CNT_GB_ELEMS_MAXP 61
 #define CNT_ATB_LIST_CHECK 62  // attention bwd: list entries checked
 #define CNT_ATB_ZERO 63     // attention bwd: dk / dv accumulator rows cleared
-#define CNT_ATB_DP_MAX 64   // attention bwd pass 0: (row, key) pairs of dP's maximum (all keys)
+#define CNT_ATB_DP_MAX 64   // attention bwd pass 0: listed keys, dP's maximum
 #define CNT_ATB_DP 65       // attention bwd: listed keys, dP and rowdot (write pass)
 #define CNT_ATB_DP_MAXP 66  // ... the same in passes 1-2
 #define CNT_ATB_DS 67       // attention bwd: listed keys, dS and dq / dk / dv (write pass)
@@ -83,6 +84,7 @@
 #define CNT_SC_CHECK 75     // scatter: indices checked
 #define CNT_SC_ROWS 76      // scatter: rows written
 #define CNT_SGD_ELEMS 77    // SGD: lane groups updated
+#define CNT_GB_TABLE 78     // gelu bwd: gelu' knots copied into the table replicas (per op)
 #define CNT_COUNT 96
 
 #ifndef __SYNTHESIS__

@@ -126,10 +126,6 @@ inline wide_t lut_exp(const Luts& L, wide_t x) {
 inline wide_t lut_gelu(const Luts& L, wide_t x) {
     return pwl_eval<LUT_GELU_LO, LUT_GELU_HI, LUT_GELU_IN_FRAC, LUT_GELU_STEP_BITS>(L.gelu, x);
 }
-inline wide_t lut_gelu_grad(const Luts& L, wide_t x) {
-    return pwl_eval<LUT_GELU_GRAD_LO, LUT_GELU_GRAD_HI, LUT_GELU_GRAD_IN_FRAC, LUT_GELU_GRAD_STEP_BITS>(
-        L.gelu_grad, x);
-}
 
 /// floor(log2 v) for v > 0 (the leading one's position).
 inline int leading_one(wide_t v) {

@@ -7,6 +7,7 @@
 // and reports the op's tag.
 #include "engine.h"
 
+#include "buffers.h"
 #include "counters.h"
 #include "desc.h"
 #include "memory.h"
@@ -20,42 +21,39 @@
 #include "ops/patchify.h"
 #include "ops/select.h"
 #include "ops/attention_backward.h"
-#include "ops/gelu_backward.h"
 #include "ops/grad_add.h"
 #include "ops/grad_requant.h"
-#include "ops/layernorm_backward.h"
-#include "ops/linear_backward.h"
 #include "ops/loss.h"
-#include "ops/scatter.h"
 #include "ops/sgd.h"
 
 #ifndef __SYNTHESIS__
 SimCounters g_sim_counters;
 #endif
 
-static ap_uint<32> dispatch(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d, Luts& luts) {
+static ap_uint<32> dispatch(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d, Luts& luts,
+                            EngineBuffers& buf) {
     if (!shifts_ok(d)) return ST_BAD_PARAM;
     switch (int(d.opcode())) {
         case OP_NOP: return ST_DONE;
         case OP_LOAD_LUT: return op_load_lut(mem, mem_bytes, d, luts);
-        case OP_LINEAR: return op_linear(mem, wmem, mem_bytes, d);
+        case OP_LINEAR: return op_linear(mem, wmem, mem_bytes, d, buf);
         case OP_PATCHIFY: return op_patchify(mem, mem_bytes, d);
-        case OP_ADD: return op_add(mem, wmem, mem_bytes, d);
-        case OP_LAYERNORM: return op_layernorm(mem, wmem, mem_bytes, d, luts);
-        case OP_GELU: return op_gelu(mem, mem_bytes, d, luts);
-        case OP_ATTENTION: return op_attention(mem, mem_bytes, d, luts);
+        case OP_ADD: return op_add(mem, wmem, mem_bytes, d, buf);
+        case OP_LAYERNORM: return op_layernorm(mem, wmem, mem_bytes, d, luts, buf);
+        case OP_GELU: return op_gelu(mem, mem_bytes, d, luts, buf);
+        case OP_ATTENTION: return op_attention(mem, mem_bytes, d, luts, buf);
         case OP_SELECT: return op_select(mem, mem_bytes, d);
         case OP_GATHER: return op_gather(mem, mem_bytes, d);
-        case OP_CE_GRAD: return op_ce_grad(mem, mem_bytes, d, luts);
-        case OP_LINEAR_BWD_DX: return op_linear_bwd_dx(mem, wmem, mem_bytes, d);
-        case OP_LINEAR_BWD_DW: return op_linear_bwd_dw(mem, mem_bytes, d);
-        case OP_LAYERNORM_BWD: return op_layernorm_bwd(mem, wmem, mem_bytes, d);
-        case OP_GELU_BWD: return op_gelu_bwd(mem, mem_bytes, d, luts);
-        case OP_ATTENTION_BWD: return op_attention_bwd(mem, mem_bytes, d);
-        case OP_GRAD_ADD: return op_grad_add(mem, mem_bytes, d);
-        case OP_SCATTER: return op_scatter(mem, mem_bytes, d);
-        case OP_GRAD_REQUANT: return op_grad_requant(mem, mem_bytes, d);
-        case OP_SGD: return op_sgd(mem, mem_bytes, d);
+        case OP_CE_GRAD: return op_ce_grad(mem, mem_bytes, d, luts, buf);
+        case OP_LINEAR_BWD_DX: return op_linear_bwd_dx(mem, wmem, mem_bytes, d, buf);
+        case OP_LINEAR_BWD_DW: return op_linear_bwd_dw(mem, mem_bytes, d, buf);
+        case OP_LAYERNORM_BWD: return op_layernorm_bwd(mem, wmem, mem_bytes, d, buf);
+        case OP_GELU_BWD: return op_gelu_bwd(mem, mem_bytes, d, luts, buf);
+        case OP_ATTENTION_BWD: return op_attention_bwd(mem, mem_bytes, d, buf);
+        case OP_GRAD_ADD: return op_grad_add(mem, mem_bytes, d, buf);
+        case OP_SCATTER: return op_scatter(mem, mem_bytes, d, buf);
+        case OP_GRAD_REQUANT: return op_grad_requant(mem, mem_bytes, d, buf);
+        case OP_SGD: return op_sgd(mem, mem_bytes, d, buf);
         default: return ST_BAD_OPCODE;
     }
 }
@@ -74,10 +72,27 @@ void trilevel_engine(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, ap_
 #pragma HLS INTERFACE s_axilite port = status bundle = control
 #pragma HLS INTERFACE s_axilite port = err_tag bundle = control
 #pragma HLS INTERFACE s_axilite port = return bundle = control
-    // One multiplier array for every matmul of every op (mac_array.h).
+    // One multiplier array for every matmul of every op, and one set of matrix-core lane
+    // adders (mac_array.h).
 #pragma HLS ALLOCATION function instances = mac_products limit = 1
+#pragma HLS ALLOCATION function instances = mc_accumulate limit = 1
     // The tables stay on chip between starts: a package loads them once (OP_LOAD_LUT).
     static Luts luts;
+    // The on-chip memories every op shares (buffers.h), one instance: ops run one at a time.
+    // The partitions serve every op that uses a memory (the comments in buffers.h say how);
+    // the ops repeat them on their array arguments.
+    static EngineBuffers buf;
+#pragma HLS ARRAY_PARTITION variable = buf.xpanel complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = buf.tok complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = buf.tok complete dim = 3
+#pragma HLS ARRAY_PARTITION variable = buf.mc_acc complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = buf.tab complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = buf.tab complete dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf.vrow complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = buf.vrow cyclic factor = CFG_VU_LANES dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf.vrow32 complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = buf.vrow32 cyclic factor = CFG_VU_LANES dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf.vwide cyclic factor = CFG_VU_LANES dim = 1
     err_tag = 0;
     if (n_desc == 0 || n_desc > CFG_MAX_DESCRIPTORS || !tensor_ok(prog, n_desc, DESC_WORDS, DESC_WORDS, 4, mem_bytes)) {
         status = ST_BAD_PROGRAM;
@@ -88,7 +103,7 @@ DESC_WALK:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 600
         Desc d;
         fetch_desc(mem, prog, i, d);
-        ap_uint<32> st = dispatch(mem, wmem, mem_bytes, d, luts);
+        ap_uint<32> st = dispatch(mem, wmem, mem_bytes, d, luts, buf);
         if (st != ST_DONE) {
             status = st;
             err_tag = d.u(DW_TAG);

@@ -9,13 +9,14 @@
 #ifndef TRILEVEL_OPS_ADD_H
 #define TRILEVEL_OPS_ADD_H
 
+#include "../buffers.h"
 #include "../desc.h"
 #include "../memory.h"
 
 /// X (M, N) int16 at fa, row stride XS; W (M, N) int16 at fb, row stride WS; Y (M, N) int16
 /// at fy, row stride YS. SH0 = fa - f <= 0, SH1 = fb - f <= 0, SH2 = f - fy.
 /// M <= CFG_MAX_TOKENS, N <= CFG_MAX_OUT.
-inline ap_uint<32> op_add(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d) {
+inline ap_uint<32> op_add(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes, const Desc& d, EngineBuffers& buf) {
     const ap_uint<32> m_u = d.u(DW_M), n_u = d.u(DW_N);
     if (m_u == 0 || m_u > CFG_MAX_TOKENS || n_u == 0 || n_u > CFG_MAX_OUT) return ST_BAD_SIZE;
     const int m = int(m_u), n = int(n_u);
@@ -27,10 +28,7 @@ inline ap_uint<32> op_add(word_t* mem, const word_t* wmem, ap_uint<32> mem_bytes
     const addr_t x_addr = d.u(DW_X), w_addr = d.u(DW_W), y_addr = d.u(DW_Y);
     const addr_t xs = d.u(DW_XS), ws = d.u(DW_WS), ys = d.u(DW_YS);
 
-    q16_t a[CFG_MAX_OUT], b[CFG_MAX_OUT], y[CFG_MAX_OUT];
-#pragma HLS ARRAY_PARTITION variable = a cyclic factor = CFG_VU_LANES
-#pragma HLS ARRAY_PARTITION variable = b cyclic factor = CFG_VU_LANES
-#pragma HLS ARRAY_PARTITION variable = y cyclic factor = CFG_VU_LANES
+    vrow_t &a = buf.vrow[0], &b = buf.vrow[1], &y = buf.vrow[2];  // the vector rows (buffers.h)
     const int groups = (n + CFG_VU_LANES - 1) / CFG_VU_LANES;
 ADD_ROWS:
     for (int r = 0; r < m; r++) {

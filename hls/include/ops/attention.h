@@ -23,15 +23,19 @@
 // before the row is computed: a bad index stops the op with ST_BAD_INDEX and leaves the rows
 // from that one on unwritten.
 //
-// Resources (an estimate from the array shapes, not a synthesis result): the K and V copies
-// are reshaped by channel into 197-deep words of CFG_MAX_DIM x 16 = 6144 bits, about 171
-// BRAM18 per copy, 4 copies (K and V, CFG_ATTN_KEYS / 2 each): about 342 BRAM36; the 12 exp
-// table copies (1025 even + 1025 odd knots of 32 bits each) about 24 BRAM36. QK and PV each
-// multiply CFG_MAX_DIM x CFG_ATTN_KEYS = 1536 16x16 pairs per cycle on the engine's one
-// multiplier array (mac_array.h, MAC_LANES = 2048 lanes, shared with the matrix core).
+// The backward (OP_ATTENTION_BWD) is in attention_backward.h.
+//
+// Buffers (buffers.h): K and V of every token live in the token store, one copy per key lane:
+// bank u holds K of token t in row t and V in row TOK_V + t, so key u of a group reads bank u
+// (one row of CFG_MAX_DIM channels per bank per cycle; QK reads K rows, PV reads V rows, never
+// both in one loop, so one read port per bank serves them). The exp knots are copied into the
+// engine's table replicas (EngineBuffers::tab). QK and PV each multiply CFG_MAX_DIM x
+// CFG_ATTN_KEYS = 1536 16x16 pairs per cycle on the engine's one multiplier array
+// (mac_array.h, shared with the matrix core). bench/hls_resources.py counts the memories.
 #ifndef TRILEVEL_OPS_ATTENTION_H
 #define TRILEVEL_OPS_ATTENTION_H
 
+#include "../buffers.h"
 #include "../desc.h"
 #include "../mac_array.h"
 #include "../memory.h"
@@ -50,14 +54,11 @@ constexpr int attn_log4(int v) {
 }
 
 const int ATTN_TREE_LEVELS = attn_log4(CFG_MAX_HEAD_DIM);       // 4-input adder levels: 3 for D <= 64
-const int ATTN_KV_COPIES = CFG_ATTN_KEYS / 2;                   // a dual-port copy serves 2 key rows a cycle
-const int ATTN_EXP_COPIES = CFG_MAX_HEADS * CFG_ATTN_KEYS / 2;  // one copy serves 2 lookups a cycle
-const int ATTN_EXP_HALF = (LUT_EXP_KNOTS + 1) / 2;              // knots of one parity
+const int ATTN_EXP_COPIES = TAB_ATTN_COPIES;                    // one copy serves 2 lookups a cycle
 const int ATTN_MAX_GROUPS = (CFG_MAX_TOKENS + CFG_ATTN_KEYS - 1) / CFG_ATTN_KEYS;
 const int ATTN_EXP_FLOOR = LUT_EXP_LO * (1 << LUT_EXP_IN_FRAC);  // -16 at 14 fractional bits
 
 static_assert(CFG_ATTN_KEYS * CFG_MAX_DIM <= MAC_LANES, "the row engine maps onto the multiplier array");
-static_assert(CFG_ATTN_KEYS % 2 == 0, "CFG_ATTN_KEYS counts key rows of dual-port copies: even");
 static_assert(1 << (2 * ATTN_TREE_LEVELS) == CFG_MAX_HEAD_DIM, "CFG_MAX_HEAD_DIM must be a power of 4");
 static_assert(CFG_MAX_DIM % CFG_MAX_HEAD_DIM == 0, "the adder tree groups channels by CFG_MAX_HEAD_DIM");
 
@@ -81,10 +82,10 @@ ATTN_TREE_HEAD:
     for (int h = 0; h < CFG_MAX_HEADS; h++) out[h] = tree[log4d][h];
 }
 
-/// Copies the exp knots into ATTN_EXP_COPIES on-chip copies, each split into its even and odd
-/// knots, so that EXP evaluates CFG_MAX_HEADS x CFG_ATTN_KEYS table lookups per cycle.
-inline void attn_copy_exp(const Luts& L, knot_t even[ATTN_EXP_COPIES][ATTN_EXP_HALF],
-                          knot_t odd[ATTN_EXP_COPIES][ATTN_EXP_HALF]) {
+/// Copies the exp knots into ATTN_EXP_COPIES of the engine's table replicas, each split into
+/// its even and odd knots, so that EXP evaluates CFG_MAX_HEADS x CFG_ATTN_KEYS table lookups
+/// per cycle.
+inline void attn_copy_exp(const Luts& L, knot_t tab[TAB_COPIES][2][TAB_HALF]) {
     SIM_LOOP(CNT_ATTN_EXP_COPY, LUT_EXP_KNOTS);
     // II=1: one read of L.exp_t and one write into one bank of each copy per cycle.
 ATTN_EXP_COPY:
@@ -92,18 +93,13 @@ ATTN_EXP_COPY:
 #pragma HLS PIPELINE II = 1
         knot_t v = L.exp_t[i];
     ATTN_EXP_COPY_LANE:
-        for (int k = 0; k < ATTN_EXP_COPIES; k++) {
-            if (i & 1)
-                odd[k][i >> 1] = v;
-            else
-                even[k][i >> 1] = v;
-        }
+        for (int k = 0; k < ATTN_EXP_COPIES; k++) tab[k][i & 1][i >> 1] = v;
     }
 }
 
 /// The exp table at z (14 fractional bits): pwl_eval (fixed.h) with the knots split by parity,
 /// so knots i and i+1 of a lookup are read from two different banks, one read each.
-inline wide_t attn_exp(const knot_t even[ATTN_EXP_HALF], const knot_t odd[ATTN_EXP_HALF], wide_t z) {
+inline wide_t attn_exp(const knot_t even[TAB_HALF], const knot_t odd[TAB_HALF], wide_t z) {
 #pragma HLS INLINE
     const wide_t lo = wide_t(LUT_EXP_LO) << LUT_EXP_IN_FRAC;
     const wide_t hi = wide_t(LUT_EXP_HI) << LUT_EXP_IN_FRAC;
@@ -116,19 +112,23 @@ inline wide_t attn_exp(const knot_t even[ATTN_EXP_HALF], const knot_t odd[ATTN_E
     return t0 + rshift_round((t1 - t0) * r, s);
 }
 
-/// Loads K and V of tokens 0..M-1 (qkv row t, columns C..3C-1) into every copy.
+/// Loads K and V of tokens 0..M-1 (qkv row t, columns C..3C-1) into every bank of the token
+/// store: K of token t into row t, V into row TOK_V + t.
 inline void attn_load_kv(const word_t* mem, addr_t x, ap_uint<32> xs, int M, int C,
-                         q16_t kbuf[ATTN_KV_COPIES][CFG_MAX_TOKENS][CFG_MAX_DIM],
-                         q16_t vbuf[ATTN_KV_COPIES][CFG_MAX_TOKENS][CFG_MAX_DIM]) {
+                         word_t tok[TOK_BANKS][TOK_DEPTH][TOK_BEATS]) {
     q16_t krow[CFG_MAX_DIM], vrow[CFG_MAX_DIM];
 #pragma HLS ARRAY_PARTITION variable = krow complete
 #pragma HLS ARRAY_PARTITION variable = vrow complete
     const int first = C / CFG_I16_PER_WORD;                                       // beat holding column C
     const int beats = (3 * C + CFG_I16_PER_WORD - 1) / CFG_I16_PER_WORD - first;  // up to column 3C-1
+    const int k_last = (2 * C - 1) / CFG_I16_PER_WORD - first;                    // beat completing K
     SIM_LOOP(CNT_ATTN_KV_LOAD, M * beats);
     // One iteration reads one beat of a token's K|V columns and routes its 8 lanes into the
-    // krow/vrow registers; the token's last beat writes both rows into every copy (one wide
-    // word per copy). II=1: registers take any lane, and each copy gets one write per cycle.
+    // krow/vrow registers; the beat that completes K writes the K row into every bank, the
+    // token's last beat the V row (a bank takes one whole-row write per cycle: one write
+    // port). II=1: registers take any lane, and for C > 2 K and V complete in different beats.
+    // For C <= 2 one beat holds both: the V rows then follow in ATTN_V_LOAD.
+    const bool v_apart = k_last != beats - 1;
     int t = 0, b = 0;
 ATTN_KV_LOAD:
     for (int it = 0; it < M * beats; it++) {
@@ -142,21 +142,39 @@ ATTN_KV_LOAD:
             if (col >= C && col < 2 * C) krow[col - C] = v;
             if (col >= 2 * C && col < 3 * C) vrow[col - 2 * C] = v;
         }
-        if (b == beats - 1) {
+        const bool k_done = b == k_last, v_done = b == beats - 1;
+        if (k_done || (v_done && v_apart)) {
+            word_t row[TOK_BEATS];
+            tok_pack(k_done ? krow : vrow, row);
+            const int dst = k_done ? t : TOK_V + t;
         ATTN_KV_COPY:
-            for (int r = 0; r < ATTN_KV_COPIES; r++) {
-            ATTN_KV_CHANNEL:
-                for (int c = 0; c < CFG_MAX_DIM; c++) {
-                    if (c < C) {
-                        kbuf[r][t][c] = krow[c];
-                        vbuf[r][t][c] = vrow[c];
-                    }
-                }
-            }
+            for (int r = 0; r < TOK_BANKS; r++)
+                for (int s = 0; s < TOK_BEATS; s++) tok[r][dst][s] = row[s];
+        }
+        if (v_done) {
             b = 0;
             t++;
         } else {
             b++;
+        }
+    }
+    if (!v_apart) {
+        SIM_LOOP(CNT_ATTN_V_LOAD, M);
+        // C <= 2: one beat per token (the first, which held K too) into its V row. II=1: one
+        // gmem_a read and one row write per bank per cycle.
+    ATTN_V_LOAD:
+        for (int u = 0; u < M; u++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
+            word_t w = mem[x / CFG_AXI_BYTES + ap_uint<32>(u) * xs / CFG_I16_PER_WORD + first];
+            for (int j = 0; j < CFG_I16_PER_WORD; j++) {
+                int col = first * CFG_I16_PER_WORD + j;
+                if (col >= 2 * C && col < 3 * C) vrow[col - 2 * C] = q16_t(w.range(16 * j + 15, 16 * j));
+            }
+            word_t row[TOK_BEATS];
+            tok_pack(vrow, row);
+            for (int r = 0; r < TOK_BANKS; r++)
+                for (int s = 0; s < TOK_BEATS; s++) tok[r][TOK_V + u][s] = row[s];
         }
     }
 }
@@ -193,7 +211,8 @@ ATTN_KEYS:
 ///                0 for keys a row does not attend to
 ///   FLAG_PROBS:  AUX2 int16 (P0 M, M), row stride M padded to 8: row h*M + i holds p (f = 15)
 ///                of head h, row i over its key list in list order, 0 beyond
-inline ap_uint<32> op_attention(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, const Luts& L) {
+inline ap_uint<32> op_attention(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, const Luts& L,
+                                EngineBuffers& buf) {
     const ap_uint<32> m_u = d.u(DW_M), c_u = d.u(DW_N), h_u = d.u(DW_P0), pre_u = d.u(DW_P1), nc_u = d.u(DW_P2);
     const bool sparse = d.has(FLAG_SPARSE), want_map = d.has(FLAG_MAP), want_probs = d.has(FLAG_PROBS);
     if (m_u == 0 || m_u > CFG_MAX_TOKENS || c_u == 0 || c_u > CFG_MAX_DIM || h_u == 0 || h_u > CFG_MAX_HEADS ||
@@ -219,20 +238,10 @@ inline ap_uint<32> op_attention(word_t* mem, ap_uint<32> mem_bytes, const Desc& 
         return ST_BAD_ADDRESS;
     const int sh0 = d.s(DW_SH0), sh1 = d.s(DW_SH1);
 
-    // K and V of every token, CFG_ATTN_KEYS / 2 copies: a dual-port BRAM serves two key rows a
-    // cycle, so key u of a group reads copy u / 2 through port u % 2. Reshaped by channel, one
-    // key row of C channels is one word: one read per port per cycle.
-    static q16_t kbuf[ATTN_KV_COPIES][CFG_MAX_TOKENS][CFG_MAX_DIM];
-    static q16_t vbuf[ATTN_KV_COPIES][CFG_MAX_TOKENS][CFG_MAX_DIM];
-#pragma HLS ARRAY_PARTITION variable = kbuf complete dim = 1
-#pragma HLS ARRAY_RESHAPE variable = kbuf complete dim = 3
-#pragma HLS ARRAY_PARTITION variable = vbuf complete dim = 1
-#pragma HLS ARRAY_RESHAPE variable = vbuf complete dim = 3
-    // The exp knots, one copy per two lookups (dual port), each split into even and odd knots.
-    static knot_t exp_even[ATTN_EXP_COPIES][ATTN_EXP_HALF];
-    static knot_t exp_odd[ATTN_EXP_COPIES][ATTN_EXP_HALF];
-#pragma HLS ARRAY_PARTITION variable = exp_even complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = exp_odd complete dim = 1
+    // K and V of every token in the token store (bank u serves key lane u), the exp knots in the
+    // table replicas: buffers.h.
+    word_t(&tok)[TOK_BANKS][TOK_DEPTH][TOK_BEATS] = buf.tok;
+    knot_t(&tab)[TAB_COPIES][2][TAB_HALF] = buf.tab;
     // One query row's state. Key-indexed buffers are split cyclically by CFG_ATTN_KEYS, so key
     // slot u of a group always uses bank u; heads are separate memories.
     q16_t q[CFG_MAX_DIM];
@@ -268,8 +277,8 @@ inline ap_uint<32> op_attention(word_t* mem, ap_uint<32> mem_bytes, const Desc& 
 #pragma HLS ARRAY_PARTITION variable = rcp complete
 #pragma HLS ARRAY_PARTITION variable = rsh complete
 
-    attn_copy_exp(L, exp_even, exp_odd);
-    attn_load_kv(mem, d.u(DW_X), d.u(DW_XS), M, C, kbuf, vbuf);
+    attn_copy_exp(L, tab);
+    attn_load_kv(mem, d.u(DW_X), d.u(DW_XS), M, C, tok);
 
 ATTN_ROWS:
     for (int i = 0; i < M; i++) {
@@ -290,8 +299,9 @@ ATTN_ROWS:
         SIM_LOOP(CNT_ATTN_QK, groups);
         // One iteration: CFG_ATTN_KEYS keys x C channel products, per-head adder trees, the
         // scores into sbuf and the group's maximum into rmax. II=1: keys[] and sbuf are
-        // cyclic by CFG_ATTN_KEYS (one bank per key slot), K comes as one word per port of
-        // its copy; the only recurrence is rmax = max(rmax, group max), one compare.
+        // cyclic by CFG_ATTN_KEYS (one bank per key slot), key u's K row comes from token-store
+        // bank u (one row read per bank); the only recurrence is rmax = max(rmax, group max),
+        // one compare.
     ATTN_QK:
         for (int g = 0; g < groups; g++) {
 #pragma HLS PIPELINE II = 1
@@ -299,18 +309,21 @@ ATTN_ROWS:
             acc_t gmax[CFG_MAX_HEADS];
 #pragma HLS ARRAY_PARTITION variable = gmax complete
             q16_t qa[MAC_LANES], kb[MAC_LANES];
-            prod_t prod[MAC_LANES];
+            acc_t zero[MAC_LANES], prod[MAC_LANES];
         ATTN_QK_KEY:
             for (int u = 0; u < CFG_ATTN_KEYS; u++) {
                 const int l = g * CFG_ATTN_KEYS + u;
                 const int key = l >= len ? 0 : listed ? int(keys[l]) : l;
+                q16_t krow[CFG_MAX_DIM];
+                tok_unpack(tok[u][key], C, krow);
             ATTN_QK_CHANNEL:
                 for (int c = 0; c < CFG_MAX_DIM; c++) {
                     qa[u * CFG_MAX_DIM + c] = c < C ? q[c] : q16_t(0);
-                    kb[u * CFG_MAX_DIM + c] = c < C ? kbuf[u / 2][key][c] : q16_t(0);
+                    kb[u * CFG_MAX_DIM + c] = krow[c];
+                    zero[u * CFG_MAX_DIM + c] = 0;
                 }
             }
-            mac_products(qa, kb, prod);  // the engine's one multiplier array (mac_array.h)
+            mac_products(qa, kb, zero, prod);  // the engine's one multiplier array (mac_array.h)
         ATTN_QK_SUM:
             for (int u = 0; u < CFG_ATTN_KEYS; u++) {
                 const int l = g * CFG_ATTN_KEYS + u;
@@ -352,7 +365,7 @@ ATTN_ROWS:
                         wide_t z = rshift_round(wide_t(sbuf[h][l]) - wide_t(rmax[h]), sh0);
                         if (z < ATTN_EXP_FLOOR) z = ATTN_EXP_FLOOR;
                         const int k = (h * CFG_ATTN_KEYS + u) / 2;
-                        wide_t e = attn_exp(exp_even[k], exp_odd[k], z);
+                        wide_t e = attn_exp(tab[k][0], tab[k][1], z);
                         ebuf[h][l] = knot_t(e);
                         part += e;
                     }
@@ -377,8 +390,9 @@ ATTN_ROWS:
         // One iteration: the probabilities of CFG_ATTN_KEYS keys for every head, their head
         // sum, and C x CFG_ATTN_KEYS products p v added into the channel accumulators (lane c
         // takes the probability of its head c >> log2 D). II=1: V as K in QK, pbuf/pwsum
-        // banks take the group's consecutive positions; the recurrence acc[c] += (sum of the
-        // group's products) is one 48-bit add per lane.
+        // banks take the group's consecutive positions; the recurrence on acc[c] goes through
+        // key 0's lane (its DSP adds acc[c] to its product) and a 4-input add of the keys'
+        // lanes: one pass per cycle.
     ATTN_PV:
         for (int g = 0; g < groups; g++) {
 #pragma HLS PIPELINE II = 1
@@ -405,22 +419,25 @@ ATTN_ROWS:
                 if (valid) pwsum[l] = i32_t(sum);
             }
             q16_t pa[MAC_LANES], vb[MAC_LANES];
-            prod_t prod[MAC_LANES];
+            acc_t ca[MAC_LANES], prod[MAC_LANES];
         ATTN_PV_OPERANDS:
             for (int u = 0; u < CFG_ATTN_KEYS; u++) {
+                q16_t vrow[CFG_MAX_DIM];
+                tok_unpack(tok[u][TOK_V + key[u]], C, vrow);
                 for (int c = 0; c < CFG_MAX_DIM; c++) {
                     pa[u * CFG_MAX_DIM + c] = c < C ? p[u][c >> log2d] : q16_t(0);
-                    vb[u * CFG_MAX_DIM + c] = c < C ? vbuf[u / 2][key[u]][c] : q16_t(0);
+                    vb[u * CFG_MAX_DIM + c] = vrow[c];
+                    ca[u * CFG_MAX_DIM + c] = u == 0 && c < C ? acc[c] : acc_t(0);  // key 0's lane adds acc
                 }
             }
-            mac_products(pa, vb, prod);  // the engine's one multiplier array (mac_array.h)
+            mac_products(pa, vb, ca, prod);  // the engine's one multiplier array (mac_array.h)
         ATTN_PV_CHANNEL:
             for (int c = 0; c < CFG_MAX_DIM; c++) {
                 if (c < C) {
                     acc_t t = 0;
                 ATTN_PV_LANE_KEY:
                     for (int u = 0; u < CFG_ATTN_KEYS; u++) t += prod[u * CFG_MAX_DIM + c];
-                    acc[c] += t;
+                    acc[c] = t;
                 }
             }
         }

@@ -5,6 +5,7 @@
 #ifndef TRILEVEL_OPS_GRAD_ADD_H
 #define TRILEVEL_OPS_GRAD_ADD_H
 
+#include "../buffers.h"
 #include "../desc.h"
 #include "../memory.h"
 #include "grad_format.h"
@@ -14,7 +15,7 @@
 /// W:  b (M, N) int16, row stride WS, format from slot F1.
 /// Y:  a + b (M, N) int16, row stride YS, dynamic format -> slot F2 (Y may be X or W: each
 ///     row is read whole before it is written).   AUX3: format table.
-inline ap_uint<32> op_grad_add(word_t* mem, ap_uint<32> mem_bytes, const Desc& d) {
+inline ap_uint<32> op_grad_add(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, EngineBuffers& buf) {
     const int M = int(d.u(DW_M));
     const int N = int(d.u(DW_N));
     if (M < 1 || M > CFG_MAX_TOKENS || N < 1 || N > CFG_MAX_DIM) return ST_BAD_SIZE;
@@ -29,10 +30,7 @@ inline ap_uint<32> op_grad_add(word_t* mem, ap_uint<32> mem_bytes, const Desc& d
     const int fs = hi < lo + ABI_GRAD_MAX_ALIGN ? hi : lo + ABI_GRAD_MAX_ALIGN;
     const int sa = fa - fs, sb = fb - fs;  // in [-40, 56]: exact left shifts, or rounded right ones
 
-    q16_t a[CFG_MAX_DIM], b[CFG_MAX_DIM], out[CFG_MAX_DIM];
-#pragma HLS ARRAY_PARTITION variable = a cyclic factor = CFG_VU_LANES dim = 1
-#pragma HLS ARRAY_PARTITION variable = b cyclic factor = CFG_VU_LANES dim = 1
-#pragma HLS ARRAY_PARTITION variable = out cyclic factor = CFG_VU_LANES dim = 1
+    vrow_t &a = buf.vrow[0], &b = buf.vrow[1], &out = buf.vrow[2];  // the vector rows (buffers.h)
     const int groups = (N + CFG_VU_LANES - 1) / CFG_VU_LANES;
     wide_t mx = 0;
     int f = ABI_FRAC_MAX, shift = 0;

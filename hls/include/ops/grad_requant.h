@@ -5,6 +5,7 @@
 #ifndef TRILEVEL_OPS_GRAD_REQUANT_H
 #define TRILEVEL_OPS_GRAD_REQUANT_H
 
+#include "../buffers.h"
 #include "../desc.h"
 #include "../memory.h"
 #include "grad_format.h"
@@ -13,7 +14,7 @@
 /// X:  g (M, N) int16, row stride XS, format from slot F0.
 /// Y:  g (M, N) int16, row stride YS, dynamic format -> slot F1 (Y may be X).
 /// AUX3: format table.
-inline ap_uint<32> op_grad_requant(word_t* mem, ap_uint<32> mem_bytes, const Desc& d) {
+inline ap_uint<32> op_grad_requant(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, EngineBuffers& buf) {
     const int M = int(d.u(DW_M));
     const int N = int(d.u(DW_N));
     if (M < 1 || M > CFG_MAX_TOKENS || N < 1 || N > CFG_MAX_DIM) return ST_BAD_SIZE;
@@ -23,9 +24,7 @@ inline ap_uint<32> op_grad_requant(word_t* mem, ap_uint<32> mem_bytes, const Des
     const int fin = fmt_read(mem, d, 0);
     if (!frac_ok(fin)) return ST_BAD_PARAM;
 
-    q16_t x[CFG_MAX_DIM], out[CFG_MAX_DIM];
-#pragma HLS ARRAY_PARTITION variable = x cyclic factor = CFG_VU_LANES dim = 1
-#pragma HLS ARRAY_PARTITION variable = out cyclic factor = CFG_VU_LANES dim = 1
+    vrow_t &x = buf.vrow[0], &out = buf.vrow[1];  // the vector rows (buffers.h)
     const int groups = (N + CFG_VU_LANES - 1) / CFG_VU_LANES;
     wide_t mx = 0;
     int f = ABI_FRAC_MAX, shift = 0;

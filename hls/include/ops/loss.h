@@ -8,6 +8,7 @@
 #ifndef TRILEVEL_OPS_LOSS_H
 #define TRILEVEL_OPS_LOSS_H
 
+#include "../buffers.h"
 #include "../desc.h"
 #include "../memory.h"
 #include "grad_format.h"
@@ -16,7 +17,7 @@
 /// X:    logits (M samples, N classes) int16, row stride XS, at SH0 = flogits.
 /// AUX0: labels (M) int32, each in [0, N) (else ST_BAD_INDEX, nothing written).
 /// Y:    dlogits (M, N) int16, row stride YS, at f = 15; slot F0 of the table AUX3 gets 15.
-inline ap_uint<32> op_ce_grad(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, const Luts& L) {
+inline ap_uint<32> op_ce_grad(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, const Luts& L, EngineBuffers& buf) {
     const int M = int(d.u(DW_M));
     const int N = int(d.u(DW_N));
     const int flog = d.s(DW_SH0);
@@ -42,9 +43,8 @@ CE_LABELS:  // one label compared per cycle: II=1 (the flag is an OR, no real de
     const int kScoreFrac = 27;  // the softmax's wide probabilities (reference SCORE_FRAC)
     // logits -> exp input: z = rshift_round(s - max, flogits - 14), clamped by the table
     const int sh_z = flog - LUT_EXP_IN_FRAC;
-    q16_t s[CFG_MAX_OUT];
-    wide_t e[CFG_MAX_OUT];
-    q16_t g[CFG_MAX_OUT];
+    vrow_t &s = buf.vrow[0], &g = buf.vrow[1];  // the vector rows (buffers.h)
+    vrow32_t& e = buf.vrow32[0];                // e <= 2^24 (the exp table at z = 0)
 CE_ROWS:
     for (int i = 0; i < M; i++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_TOKENS
@@ -65,7 +65,7 @@ CE_ROWS:
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_OUT
             wide_t z = rshift_round(wide_t(s[j]) - wide_t(mx), sh_z);
-            e[j] = lut_exp(L, z);
+            e[j] = i32_t(lut_exp(L, z));
             total += e[j];
         }
         int sh;
@@ -75,7 +75,7 @@ CE_ROWS:
         for (int j = 0; j < N; j++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = CFG_MAX_OUT
-            wide_t pw = rshift_round(e[j] * r, sh - kScoreFrac);
+            wide_t pw = rshift_round(wide_t(e[j]) * r, sh - kScoreFrac);
             wide_t p = sat16(rshift_round(pw, kScoreFrac - ABI_PROB_FRAC));
             g[j] = sat16(p - (j == int(label[i]) ? wide_t(1) << ABI_PROB_FRAC : wide_t(0)));
         }

@@ -9,6 +9,7 @@
 #ifndef TRILEVEL_OPS_SGD_H
 #define TRILEVEL_OPS_SGD_H
 
+#include "../buffers.h"
 #include "../desc.h"
 #include "../memory.h"
 #include "grad_format.h"
@@ -20,7 +21,7 @@
 /// E0/E1: lr_q, signed 64-bit, at 24 fractional bits.   AUX3: format table.
 /// M <= CFG_MAX_OUT rows (a weight's output features, or the tokens of pos_embed),
 /// N <= CFG_MAX_K columns.
-inline ap_uint<32> op_sgd(word_t* mem, ap_uint<32> mem_bytes, const Desc& d) {
+inline ap_uint<32> op_sgd(word_t* mem, ap_uint<32> mem_bytes, const Desc& d, EngineBuffers& buf) {
     const int M = int(d.u(DW_M));
     const int N = int(d.u(DW_N));
     const int fw = d.s(DW_SH0);
@@ -42,11 +43,8 @@ inline ap_uint<32> op_sgd(word_t* mem, ap_uint<32> mem_bytes, const Desc& d) {
     const int lr_bits = alr == 0 ? 0 : leading_one(alr) + 1;
     if (alr != 0 && lr_bits + 15 + (s < 0 ? -s : 0) > 62) return ST_BAD_PARAM;
 
-    q16_t g[CFG_MAX_K], w[CFG_MAX_K];
-#pragma HLS ARRAY_PARTITION variable = g cyclic factor = CFG_VU_LANES dim = 1
-#pragma HLS ARRAY_PARTITION variable = w cyclic factor = CFG_VU_LANES dim = 1
-    i32_t master[CFG_MAX_K];
-#pragma HLS ARRAY_PARTITION variable = master cyclic factor = CFG_VU_LANES dim = 1
+    vrow_t &g = buf.vrow[0], &w = buf.vrow[1];  // the vector rows (buffers.h)
+    vrow32_t& master = buf.vrow32[0];
     const wide_t m_hi = (wide_t(1) << 31) - 1, m_lo = -(wide_t(1) << 31);
     const int groups = (N + CFG_VU_LANES - 1) / CFG_VU_LANES;
 SGD_ROWS:

@@ -102,17 +102,25 @@ def gelu_backward(dy, fdy: int, x, fx: int) -> tuple[np.ndarray, int]:
     return requant_dynamic(np.asarray(dy, dtype=np.int64) * gp, fdy + spec.out_frac)
 
 
-def attention_backward(dctx, fdctx: int, qkv, fqkv: int, probs, num_heads: int) -> tuple[np.ndarray, int]:
+def attention_backward(
+    dctx, fdctx: int, qkv, fqkv: int, probs, num_heads: int, mask=None
+) -> tuple[np.ndarray, int]:
     """Backward of the attention core: dctx (B, N, C) -> dqkv (B, N, 3C) in one format.
 
     dP = dO v^T; dv = P^T dO; dS = P * (dP - rowsum(dP * P)); dq = dS k 2**-sh; dk = dS^T q 2**-sh.
     Masked entries have P = 0 exactly, so dS = 0 there: the dense formula is the sparse one.
+    ``mask`` (B, 1, N, N) bool, the forward's connection mask (None: dense): dP's format comes
+    from the entries the engine computes (mask True), not from pruned pairs, which cost the
+    engine no cycles and never reach a result (their p is 0).
     """
     q, k, v = split_heads(qkv, num_heads)
     do = split_heads(np.concatenate([dctx] * 3, axis=-1), num_heads)[0]  # (B, H, N, D)
     sh = scale_shift(q.shape[-1])
     p = np.asarray(probs, dtype=np.int64)
-    dP, fdP = requant_dynamic(fp.matmul(do, v.swapaxes(-1, -2)), fdctx + fqkv)  # (B, H, N, N)
+    dP_acc = fp.matmul(do, v.swapaxes(-1, -2))  # (B, H, N, N) at fdctx + fqkv
+    computed = dP_acc if mask is None else np.where(mask, dP_acc, 0)
+    fdP = fp.dynamic_frac(computed, fdctx + fqkv)
+    dP = fp.requantize(dP_acc, fdctx + fqkv, fdP)
     rowdot = (dP * p).sum(-1, keepdims=True)  # at fdP + PROB_FRAC
     dS, fdS = requant_dynamic(p * (dP - fp.rshift_round(rowdot, PROB_FRAC)), fdP + PROB_FRAC)
     parts = [
@@ -180,7 +188,7 @@ def model_backward(model, fwd, labels) -> dict[str, tuple[np.ndarray, int]]:
         )
         put(p + ".attn.proj", dw, db)
         dqkv, fdqkv = attention_backward(
-            dctx, fdctx, blk["qkv"], a[p + ".attn.qkv.out"], blk["probs"], cfg.num_heads
+            dctx, fdctx, blk["qkv"], a[p + ".attn.qkv.out"], blk["probs"], cfg.num_heads, blk["mask"]
         )
         (dn1, fdn1), dw, db = linear_backward(
             dqkv, fdqkv, blk["n1"], a[p + ".norm1.out"], W[p + ".attn.qkv.weight"], wf[p + ".attn.qkv.weight"]
