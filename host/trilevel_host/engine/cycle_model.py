@@ -207,6 +207,14 @@ FORWARD_LOOPS: list[Loop] = [
         "attention.h: II=1, one read of the exp table and one write into each copy's bank",
     ),
     Loop(
+        "ATTN_V_LOAD",
+        "ATTN_V_LOAD",
+        1,
+        3,
+        "attention.h: II=1 (C <= 2 only), one gmem_a beat and one V row write per bank per cycle",
+        "read",
+    ),
+    Loop(
         "ATTN_KV_LOAD",
         "ATTN_KV_LOAD",
         1,
@@ -453,7 +461,10 @@ def _attention(d: Desc, c: OpCost) -> None:
     n_conn = d.f["P2"] if sparse else 0
     c.add("ATTN_EXP_COPY", abi()["luts"]["EXP_KNOTS"])
     first = C // per16  # attn_load_kv: the beat holding column C, up to column 3C-1
-    c.add("ATTN_KV_LOAD", M * (ceil_div(3 * C, per16) - first))
+    beats = ceil_div(3 * C, per16) - first
+    c.add("ATTN_KV_LOAD", M * beats)
+    if (2 * C - 1) // per16 - first == beats - 1:  # C <= 2: K and V share a beat, V rows follow
+        c.add("ATTN_V_LOAD", M)
     for i in range(M):  # ATTN_ROWS
         listed = sparse and i >= prefix
         length = prefix + n_conn if listed else M

@@ -133,7 +133,8 @@ BACKWARD_LOOPS: list[Loop] = [
     Loop("LNB_PARAM_MAX", "LNB_PARAM_MAX", 1, 4, "layernorm_backward.h: II=1, two comparator trees"),
     Loop("LNB_PARAM_OUT", "LNB_PARAM_OUT", 1, 4, "layernorm_backward.h: II=1, independent columns"),
     mem_loop("LNB_STORE_PARAMS", "MEM_WRITE", "write", "op_layernorm_bwd (dgamma, dbeta)"),
-    # ---- GELU_BWD (gelu_backward.h)
+    # ---- GELU_BWD (gelu.h)
+    Loop("GB_TABLE", "GB_TABLE", 1, 3, "gelu.h gelu_copy_table: II=1, one gelu' knot into every replica bank"),
     mem_loop("GB_LOAD", "MEM_READ", "read", "op_gelu_bwd (a dy row and an x row, per pass)"),
     *_pair(
         "GB_ELEMS",
@@ -155,9 +156,10 @@ BACKWARD_LOOPS: list[Loop] = [
     Loop(
         "ATB_ZERO",
         "ATB_ZERO",
-        1,
         2,
-        "attention_backward.h: II=1, one key row of dk and dv (one wide word each)",
+        2,
+        "attention_backward.h: II=2, one key's dk and dv rows (six token-store rows, two of them in "
+        "banks 2 and 3 each: one write port per bank)",
     ),
     mem_loop("ATB_LOAD_DOUT", "MEM_READ", "read", "op_attention_bwd (a dctx row, per pass)"),
     Loop(
@@ -190,9 +192,10 @@ BACKWARD_LOOPS: list[Loop] = [
     Loop(
         "ATB_KV_MAX",
         "ATB_KV_MAX",
-        1,
+        2,
         4,
-        "attention_backward.h: II=1, one key row of dk and dv, two comparator trees",
+        "attention_backward.h: II=2, one key's dk and dv rows read from the shared token-store "
+        "banks (two rows per bank), two comparator trees",
     ),
     Loop(
         "ATB_KV_OUT",
@@ -330,6 +333,7 @@ def _elementwise(c: OpCost, prefix: str, M: int, N: int, inputs: int) -> None:
 
 def _gelu_bwd(d: Desc, c: OpCost) -> None:
     _fmt(c, 1, 1)
+    c.add("GB_TABLE", abi()["luts"]["GELU_GRAD_KNOTS"])  # gelu' into the shared table replicas
     _elementwise(c, "GB", d.f["M"], d.f["N"], 2)
 
 
@@ -355,9 +359,10 @@ def _attention_bwd(d: Desc, c: OpCost) -> None:
     c.add("ATB_LOAD_QKV", 3 * M * ceil_div(C, per16), 3 * M)
     c.add("DYN_FRAC", 0, 4)
     c.add("ATB_LOAD_DOUT", 4 * M * ceil_div(C, per16), 4 * M)  # every pass
-    c.add("ATB_DP_MAX", M * M, M)  # pass 0: all M keys of every row
     keys = sum(M if (not sparse or i < pre) else pre + ncon for i in range(M))
     listed_rows = M - pre if sparse else 0
+    c.add("ATB_LOAD_LIST", listed_rows * ceil_div(ncon, per32), listed_rows)  # pass 0 reads the lists too
+    c.add("ATB_DP_MAX", keys, M)  # pass 0: dP's maximum over the computed (row, key) pairs only
     for p in (1, 2, 3):
         label = "" if p == 3 else "_MAXP"
         if p >= 2:
@@ -377,7 +382,7 @@ def _attention_bwd(d: Desc, c: OpCost) -> None:
     c.add("ATB_KV_OUT", M)
     c.add("ATB_KV_REQUANT", 2 * M * dim, 2 * M)
     c.add("ATB_STORE_DKV", 2 * M * ceil_div(C, per16), 2 * M)
-    c.macs = (M * M + 2 * keys) * C + 2 * keys * 3 * C  # dP (3 passes), dS's dq/dk/dv (2 passes)
+    c.macs = 3 * keys * C + 2 * keys * 3 * C  # dP (3 passes), dS's dq/dk/dv (2 passes)
 
 
 def _scatter(d: Desc, c: OpCost) -> None:
