@@ -134,7 +134,9 @@ BACKWARD_LOOPS: list[Loop] = [
     Loop("LNB_PARAM_OUT", "LNB_PARAM_OUT", 1, 4, "layernorm_backward.h: II=1, independent columns"),
     mem_loop("LNB_STORE_PARAMS", "MEM_WRITE", "write", "op_layernorm_bwd (dgamma, dbeta)"),
     # ---- GELU_BWD (gelu.h)
-    Loop("GB_TABLE", "GB_TABLE", 1, 3, "gelu.h gelu_copy_table: II=1, one gelu' knot into every replica bank"),
+    Loop(
+        "GB_TABLE", "GB_TABLE", 1, 3, "gelu.h gelu_copy_table: II=1, one gelu' knot into every replica bank"
+    ),
     mem_loop("GB_LOAD", "MEM_READ", "read", "op_gelu_bwd (a dy row and an x row, per pass)"),
     *_pair(
         "GB_ELEMS",

@@ -205,11 +205,12 @@ class _Builder:
         return kept
 
 
-def build_program(pkg: Package) -> EngineProgram:
-    """The arena image and descriptor lists of ``pkg``; raises UnsupportedPackage if the engine cannot run it."""
-    cfg = ModelConfig.from_manifest(pkg.manifest)
-    check_supported(pkg.manifest, cfg)
-    b = _Builder(pkg, cfg)
+def lay_out_forward(b: _Builder) -> tuple[list[Op], dict]:
+    """Weights and tables into ``b``'s arena and the forward's ops into ``b.forward``.
+
+    Returns the ``setup`` list (the table loads) and the selector state (kept-index and
+    connection tensor names per selector)."""
+    pkg, cfg = b.pkg, b.cfg
     for key in pkg.manifest["weights"]:
         b.data(key, engine_shape(key, pkg.tensor(key)), np.int16)
     setup = []
@@ -217,8 +218,6 @@ def build_program(pkg: Package) -> EngineProgram:
         knots = pkg.lut(name)
         check_knots(name, knots)
         setup.append(ops.load_lut(name, b.data(f"lut.{name}", knots.reshape(1, -1), np.int32)))
-
-    # the forward's ops (the program tensors are allocated once their lengths are known)
     image = b.act("input", cfg.in_chans * cfg.img_size, cfg.img_size)
     h, fh = b.embed(image), b.f("embed.out")
     state = dict(plan=dict(zip(cfg.locations, cfg.stage_plan(), strict=True)), origin=None, conn=None,
@@ -227,24 +226,36 @@ def build_program(pkg: Package) -> EngineProgram:
         h, fh = b.block(i, h, fh, state)
     nf = b.layernorm("norm", ops.rows(h, 0, 1), fh, "norm.out", 1)  # the head reads [CLS] only
     b.linear("head", nf, b.f("norm.out"), "head.out")
+    return setup, state
 
+
+def finish(b: _Builder, lists: dict[str, list[Op]], what: str) -> None:
+    """Check the longest list against the engine, place every list (tags numbered across them, in
+    order) and the arena image; ``what`` names the program in errors."""
     n_max = config()["MAX_DESCRIPTORS"]
-    if len(b.forward) > n_max:
-        raise UnsupportedPackage(
-            f"the forward needs {len(b.forward)} descriptors, the engine walks at most {n_max}"
-        )
+    longest = max(len(v) for v in lists.values())
+    if longest > n_max:
+        raise UnsupportedPackage(f"the {what} needs {longest} descriptors, the engine walks at most {n_max}")
     words = abi()["abi"]["DESC_WORDS"]
     tag = 1
-    lists = {}
-    for which, op_list in (("setup", setup), ("forward", b.forward)):
+    for which, op_list in lists.items():
         descs = np.stack([op.descriptor(tag + k) for k, op in enumerate(op_list)])
-        lists[which] = b.data(f"program.{which}", descs.reshape(len(op_list), words), np.uint32)
+        b.data(f"program.{which}", descs.reshape(len(op_list), words), np.uint32)
         tag += len(op_list)
     if b.arena.size >= 1 << 32:
         raise UnsupportedPackage(f"the arena needs {b.arena.size} bytes; the engine addresses 4 GiB")
     b.arena.freeze()
     for t, values in b.writes:
         b.arena.write(t, values)
+
+
+def build_program(pkg: Package) -> EngineProgram:
+    """The arena image and descriptor lists of ``pkg``; raises UnsupportedPackage if the engine cannot run it."""
+    cfg = ModelConfig.from_manifest(pkg.manifest)
+    check_supported(pkg.manifest, cfg)
+    b = _Builder(pkg, cfg)
+    setup, state = lay_out_forward(b)
+    finish(b, {"setup": setup, "forward": b.forward}, "forward")
     return EngineProgram(
         cfg, b.arena, setup, b.forward, dict(b.afmt), state["keep_idx"], state["connections"]
     )

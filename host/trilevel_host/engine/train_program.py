@@ -25,14 +25,13 @@ import numpy as np
 
 from ..package import Package
 from ..reference.model import LR_FRAC, MASTER_EXTRA_FRAC, ModelConfig
-from . import ops
 from . import ops_backward as B
-from .abi import abi, config
+from .abi import abi
 from .arena import Tensor
-from .limits import check_knots, check_supported
+from .limits import check_supported
 from .ops import Op, UnsupportedPackage
 from .ops_backward import Grad
-from .program import LUT_ORDER, EngineProgram, _Builder, engine_shape
+from .program import EngineProgram, _Builder, engine_shape, finish, lay_out_forward
 
 
 @dataclass
@@ -246,42 +245,10 @@ def build_train_program(pkg: Package, lr: float) -> TrainProgram:
     if not 0 <= lr_q < 1 << 47:
         raise UnsupportedPackage(f"learning rate {lr}: the engine takes 0 <= lr < 2^23")
     b = _TrainBuilder(pkg, cfg)
-    for key in pkg.manifest["weights"]:
-        b.data(key, engine_shape(key, pkg.tensor(key)), np.int16)
-    setup = []
-    for name in LUT_ORDER:
-        knots = pkg.lut(name)
-        check_knots(name, knots)
-        setup.append(ops.load_lut(name, b.data(f"lut.{name}", knots.reshape(1, -1), np.int32)))
-
-    # the forward of program.build_program, with caches
-    image = b.act("input", cfg.in_chans * cfg.img_size, cfg.img_size)
-    h, fh = b.embed(image), b.f("embed.out")
-    state = dict(plan=dict(zip(cfg.locations, cfg.stage_plan(), strict=True)), origin=None, conn=None,
-                 keep_idx=[], connections=[])  # fmt: skip
-    for i in range(cfg.depth):
-        h, fh = b.block(i, h, fh, state)
-    nf = b.layernorm("norm", ops.rows(h, 0, 1), fh, "norm.out", 1)  # the head reads [CLS] only
-    b.linear("head", nf, b.f("norm.out"), "head.out")
+    setup, state = lay_out_forward(b)  # the forward of program.build_program, with caches
     b.store_probs()
     b.build_backward(lr_q)
-
     train = b.forward + b.backward
-    n_max = config()["MAX_DESCRIPTORS"]
-    if len(train) > n_max:
-        raise UnsupportedPackage(
-            f"the training step needs {len(train)} descriptors, the engine walks at most {n_max}"
-        )
-    words = abi()["abi"]["DESC_WORDS"]
-    tag = 1
-    for which, op_list in (("setup", setup), ("forward", b.forward), ("train", train)):
-        descs = np.stack([op.descriptor(tag + k) for k, op in enumerate(op_list)])
-        b.data(f"program.{which}", descs.reshape(len(op_list), words), np.uint32)
-        tag += len(op_list)
-    if b.arena.size >= 1 << 32:
-        raise UnsupportedPackage(f"the arena needs {b.arena.size} bytes; the engine addresses 4 GiB")
-    b.arena.freeze()
-    for t, values in b.writes:
-        b.arena.write(t, values)
+    finish(b, {"setup": setup, "forward": b.forward, "train": train}, "training step")
     return TrainProgram(cfg, b.arena, setup, b.forward, dict(b.afmt), state["keep_idx"], state["connections"],
                         backward=b.backward, grads=dict(b.wgrads), table=b.table, lr_q=lr_q)  # fmt: skip
