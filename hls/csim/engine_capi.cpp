@@ -14,16 +14,25 @@
 
 static void bytes_to_words(const uint8_t* src, size_t n_words, std::vector<word_t>& dst) {
     dst.resize(n_words);
+    // a beat is two little-endian 64-bit halves (the arena and the host are little-endian, as
+    // the ZCU102's Cortex-A53 is): two assignments per beat instead of sixteen
     for (size_t i = 0; i < n_words; i++) {
         word_t w = 0;
-        for (int b = 0; b < CFG_AXI_BYTES; b++) w.range(8 * b + 7, 8 * b) = src[i * CFG_AXI_BYTES + b];
+        for (int h = 0; h < CFG_AXI_BYTES / 8; h++) {
+            uint64_t v;
+            memcpy(&v, src + i * CFG_AXI_BYTES + 8 * h, 8);
+            w.range(64 * h + 63, 64 * h) = v;
+        }
         dst[i] = w;
     }
 }
 
 static void words_to_bytes(const std::vector<word_t>& src, uint8_t* dst) {
     for (size_t i = 0; i < src.size(); i++)
-        for (int b = 0; b < CFG_AXI_BYTES; b++) dst[i * CFG_AXI_BYTES + b] = uint8_t(src[i].range(8 * b + 7, 8 * b));
+        for (int h = 0; h < CFG_AXI_BYTES / 8; h++) {
+            uint64_t v = src[i].range(64 * h + 63, 64 * h).to_uint64();
+            memcpy(dst + i * CFG_AXI_BYTES + 8 * h, &v, 8);
+        }
 }
 
 extern "C" {
