@@ -33,7 +33,7 @@ fashion-mnist:
 # (inference, then a short per-sample training run on the device) and print the latency table
 # (engine figures from the cycle model, labelled estimated; GPU figures measured).
 DEMO_IMAGES ?= 100
-DEMO_STEPS ?= 50
+DEMO_STEPS ?= 20
 demo: venv fashion-mnist csim
 	$(PY) -m trilevel.cli train --model fmnist-tiny --dataset fashion-mnist --epochs 4 \
 	  --token-keep 0.7 --attn-keep 0.5 --example-keep 0.8 --example-updates 2 \
