@@ -27,77 +27,63 @@ inline bool tensor_ok(ap_uint<32> base, ap_uint<32> rows, ap_uint<32> stride_ele
     return end <= ap_uint<64>(mem_bytes);
 }
 
-/// Reads n int16 values from byte `base` (beat-aligned) into dst[0..n).
-/// II=1 per beat: dst must be partitioned cyclic by CFG_I16_PER_WORD (or more) by the caller.
+/// Reads n values of W bits (T: q16_t or i32_t) from byte `base` (beat-aligned) into dst[0..n).
+/// II=1 per beat: dst must be partitioned cyclic by the lanes of a beat (or more) by the caller.
+template <int W, typename T, int MAXN>
+void load_lanes(const word_t* mem, ap_uint<32> base, int n, T dst[MAXN]) {
+    const int lanes = CFG_AXI_BITS / W;
+    const int beats = (n + lanes - 1) / lanes;
+    SIM_LOOP(CNT_MEM_READ, beats);
+LOAD_BEATS:
+    for (int b = 0; b < beats; b++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAXN * W / CFG_AXI_BITS
+        word_t w = mem[(base / CFG_AXI_BYTES) + b];
+        for (int j = 0; j < lanes; j++) {
+            int i = b * lanes + j;
+            if (i < n) dst[i] = T(w.range(W * j + W - 1, W * j));
+        }
+    }
+}
+
+/// Writes n values of W bits to byte `base` (beat-aligned); lanes past n in the last beat are 0.
+template <int W, typename T, int MAXN>
+void store_lanes(word_t* mem, ap_uint<32> base, int n, const T src[MAXN]) {
+    const int lanes = CFG_AXI_BITS / W;
+    const int beats = (n + lanes - 1) / lanes;
+    SIM_LOOP(CNT_MEM_WRITE, beats);
+STORE_BEATS:
+    for (int b = 0; b < beats; b++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAXN * W / CFG_AXI_BITS
+        word_t w = 0;
+        for (int j = 0; j < lanes; j++) {
+            int i = b * lanes + j;
+            T v = i < n ? src[i] : T(0);
+            w.range(W * j + W - 1, W * j) = ap_uint<W>(v);
+        }
+        mem[(base / CFG_AXI_BYTES) + b] = w;
+    }
+}
+
+/// int16 tensors (activations, weights, gradients).
 template <int MAXN>
 void load_i16(const word_t* mem, ap_uint<32> base, int n, q16_t dst[MAXN]) {
-    const int beats = (n + CFG_I16_PER_WORD - 1) / CFG_I16_PER_WORD;
-    SIM_LOOP(CNT_MEM_READ, beats);
-LOAD_I16_BEATS:
-    for (int b = 0; b < beats; b++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAXN / 8
-        word_t w = mem[(base / CFG_AXI_BYTES) + b];
-        for (int j = 0; j < CFG_I16_PER_WORD; j++) {
-            int i = b * CFG_I16_PER_WORD + j;
-            if (i < n) dst[i] = q16_t(w.range(16 * j + 15, 16 * j));
-        }
-    }
+    load_lanes<16, q16_t, MAXN>(mem, base, n, dst);
 }
-
-/// Writes n int16 values to byte `base` (beat-aligned); lanes past n in the last beat are 0.
 template <int MAXN>
 void store_i16(word_t* mem, ap_uint<32> base, int n, const q16_t src[MAXN]) {
-    const int beats = (n + CFG_I16_PER_WORD - 1) / CFG_I16_PER_WORD;
-    SIM_LOOP(CNT_MEM_WRITE, beats);
-STORE_I16_BEATS:
-    for (int b = 0; b < beats; b++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAXN / 8
-        word_t w = 0;
-        for (int j = 0; j < CFG_I16_PER_WORD; j++) {
-            int i = b * CFG_I16_PER_WORD + j;
-            q16_t v = i < n ? src[i] : q16_t(0);
-            w.range(16 * j + 15, 16 * j) = ap_uint<16>(v);
-        }
-        mem[(base / CFG_AXI_BYTES) + b] = w;
-    }
+    store_lanes<16, q16_t, MAXN>(mem, base, n, src);
 }
 
-/// Reads n int32 values (indices, knots, score maps) from byte `base` (beat-aligned).
+/// int32 tensors (indices, knots, score maps, master copies).
 template <int MAXN>
 void load_i32(const word_t* mem, ap_uint<32> base, int n, i32_t dst[MAXN]) {
-    const int beats = (n + CFG_I32_PER_WORD - 1) / CFG_I32_PER_WORD;
-    SIM_LOOP(CNT_MEM_READ, beats);
-LOAD_I32_BEATS:
-    for (int b = 0; b < beats; b++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAXN / 4
-        word_t w = mem[(base / CFG_AXI_BYTES) + b];
-        for (int j = 0; j < CFG_I32_PER_WORD; j++) {
-            int i = b * CFG_I32_PER_WORD + j;
-            if (i < n) dst[i] = i32_t(w.range(32 * j + 31, 32 * j));
-        }
-    }
+    load_lanes<32, i32_t, MAXN>(mem, base, n, dst);
 }
-
-/// Writes n int32 values to byte `base` (beat-aligned); lanes past n are 0.
 template <int MAXN>
 void store_i32(word_t* mem, ap_uint<32> base, int n, const i32_t src[MAXN]) {
-    const int beats = (n + CFG_I32_PER_WORD - 1) / CFG_I32_PER_WORD;
-    SIM_LOOP(CNT_MEM_WRITE, beats);
-STORE_I32_BEATS:
-    for (int b = 0; b < beats; b++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAXN / 4
-        word_t w = 0;
-        for (int j = 0; j < CFG_I32_PER_WORD; j++) {
-            int i = b * CFG_I32_PER_WORD + j;
-            i32_t v = i < n ? src[i] : i32_t(0);
-            w.range(32 * j + 31, 32 * j) = ap_uint<32>(v);
-        }
-        mem[(base / CFG_AXI_BYTES) + b] = w;
-    }
+    store_lanes<32, i32_t, MAXN>(mem, base, n, src);
 }
 
 #endif
